@@ -1,0 +1,157 @@
+//! Configuration: defaults, then `chamade.toml`, then `CHAMADE_*` environment variables,
+//! then command-line flags. One struct, documented in `docs/CONFIGURATION.md`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Everything the gateway reads at start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP/WebSocket API listens on. Loopback by default so that a first start
+    /// exposes nothing to the network.
+    pub listen: SocketAddr,
+    /// Folder for the embedded database and any other state.
+    pub data_dir: PathBuf,
+    /// `postgres://…` for a shared PostgreSQL; unset means SQLite inside `data_dir`.
+    pub database_url: Option<String>,
+    /// Mixer shard threads; 0 means one per core.
+    pub mixer_shards: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./data"),
+            database_url: None,
+            mixer_shards: 0,
+        }
+    }
+}
+
+/// Why the configuration could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(#[from] Box<figment::Error>);
+
+impl Config {
+    /// Reads the layered configuration. `file` is read when it exists; a missing default
+    /// file is not an error, a missing explicitly named one is.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(path) => fig = fig.merge(Toml::file_exact(path)),
+            None => fig = fig.merge(Toml::file("chamade.toml")),
+        }
+        fig = fig
+            .merge(Env::prefixed("CHAMADE_"))
+            .merge(Env::raw().only(&["DATABASE_URL"]))
+            .merge(Serialized::defaults(overrides));
+        fig.extract().map_err(|e| ConfigError(Box::new(e)))
+    }
+
+    /// The database the gateway will use, as a human-readable string (no password).
+    pub fn database_display(&self) -> String {
+        match &self.database_url {
+            Some(url) => redact_password(url),
+            None => format!("sqlite:{}", self.data_dir.join("chamade.db").display()),
+        }
+    }
+
+    /// Mixer shard threads after resolving "one per core".
+    pub fn effective_mixer_shards(&self) -> usize {
+        if self.mixer_shards > 0 {
+            return self.mixer_shards;
+        }
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    }
+}
+
+/// Values given as command-line flags: only the ones present override the layers below.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Overrides {
+    /// `--listen`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    /// `--data-dir`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// `--database-url`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    /// `--mixer-shards`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mixer_shards: Option<usize>,
+}
+
+fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let Some((creds, host)) = rest.rsplit_once('@') else {
+        return url.to_string();
+    };
+    match creds.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closure signature is fixed.
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_loopback_and_sqlite() {
+        let c = Config::default();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert!(c.database_display().starts_with("sqlite:"));
+    }
+
+    #[test]
+    fn passwords_are_not_displayed() {
+        assert_eq!(
+            redact_password("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact_password("postgres://h/db"), "postgres://h/db");
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "chamade.toml",
+                "listen = \"127.0.0.1:9000\"\nmixer_shards = 3",
+            )?;
+            jail.set_env("CHAMADE_MIXER_SHARDS", "5");
+            let c = Config::load(None, &Overrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(c.listen.port(), 9000);
+            assert_eq!(c.mixer_shards, 5);
+            let flags = Overrides {
+                mixer_shards: Some(7),
+                ..Overrides::default()
+            };
+            let c = Config::load(None, &flags).map_err(|e| e.to_string())?;
+            assert_eq!(c.mixer_shards, 7);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("chamade.toml", "lisen = \"127.0.0.1:9000\"")?;
+            assert!(Config::load(None, &Overrides::default()).is_err());
+            jail.create_file("chamade.toml", "listen = \"not an address\"")?;
+            assert!(Config::load(None, &Overrides::default()).is_err());
+            Ok(())
+        });
+    }
+}
