@@ -1,0 +1,392 @@
+//! Lock-free single-producer/single-consumer PCM rings with re-framing.
+//!
+//! A leg (the agent WebSocket, an RTP socket, a WebRTC track) writes audio in whatever
+//! chunks it receives; the mixer tick pulls exactly one 20 ms frame. The ring in between
+//! is a playout queue: an agent may push an 11-second utterance in one WebSocket frame and
+//! expects it played in real time, so the default capacity is 30 s.
+//!
+//! **Overrun policy.** The producer never blocks. With a split SPSC ring the producer cannot
+//! discard the oldest samples (they belong to the consumer side), so when a write does not
+//! fit, the samples that do not fit — the newest ones, the end of the write — are dropped and
+//! counted. For a playout queue this is also the right choice: the oldest audio is what is
+//! being heard now, and cutting it would make the listener hear a jump; dropping the tail of
+//! an over-long utterance keeps what is playing continuous. Where a reader must stay close to
+//! real time instead (an output ring read by a slow leg), the consumer calls
+//! [`PcmConsumer::trim_to`] before pulling, which drops the oldest audio on the consumer's
+//! side and counts it.
+//!
+//! **Underruns.** A pull that finds part of a frame is an underrun: the writer was late in
+//! the middle of a stream. The partial tail is held for a short grace (one tick by default),
+//! in case the rest arrives, then played padded with silence, so the end of an utterance
+//! that is not a whole number of frames is still heard. A pull that finds nothing at all is
+//! an idle pull (a participant who is not talking), counted separately.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ringbuf::HeapRb;
+use ringbuf::traits::{Consumer, Observer, Producer, Split};
+
+use crate::rate::SampleRate;
+
+/// Default capacity of a playout ring: room for a long utterance pushed all at once.
+pub const DEFAULT_CAPACITY_MS: u64 = 30_000;
+
+/// Default number of ticks a partial frame waits for its remainder before it is played padded.
+pub const DEFAULT_TAIL_GRACE_TICKS: u32 = 1;
+
+/// How a ring is sized and how it treats a partial last frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RingConfig {
+    /// Rate of the samples the ring carries: sets the frame size and duration maths.
+    pub rate: SampleRate,
+    /// Capacity in milliseconds of audio (rounded up to whole frames, at least one frame).
+    pub capacity_ms: u64,
+    /// Pulls a partial frame waits for the rest of its samples before it plays padded.
+    pub tail_grace_ticks: u32,
+}
+
+impl RingConfig {
+    /// A playout ring at `rate` with the default 30 s capacity and one tick of tail grace.
+    pub fn playout(rate: SampleRate) -> RingConfig {
+        RingConfig {
+            rate,
+            capacity_ms: DEFAULT_CAPACITY_MS,
+            tail_grace_ticks: DEFAULT_TAIL_GRACE_TICKS,
+        }
+    }
+
+    /// A ring holding `ms` of audio at `rate`.
+    pub fn with_capacity_ms(rate: SampleRate, ms: u64) -> RingConfig {
+        RingConfig {
+            capacity_ms: ms,
+            ..RingConfig::playout(rate)
+        }
+    }
+
+    fn capacity_samples(&self) -> usize {
+        let frame = self.rate.frame_samples();
+        let wanted = self.rate.ms_to_samples(self.capacity_ms).max(frame);
+        wanted.div_ceil(frame) * frame
+    }
+}
+
+/// Counters shared by both ends of a ring; either side (and the control plane) may read them.
+///
+/// All counts are monotonic. Positions derived from them (`samples_written`,
+/// `samples_played + samples_flushed + samples_trimmed`) let callers place markers in the
+/// stream and learn when playout passes them.
+#[derive(Debug, Default)]
+pub struct RingStats {
+    samples_written: AtomicU64,
+    samples_dropped: AtomicU64,
+    overruns: AtomicU64,
+    samples_played: AtomicU64,
+    samples_flushed: AtomicU64,
+    samples_trimmed: AtomicU64,
+    underruns: AtomicU64,
+    idle_pulls: AtomicU64,
+    frames_pulled: AtomicU64,
+}
+
+/// A point-in-time copy of [`RingStats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RingSnapshot {
+    /// Samples accepted into the ring.
+    pub samples_written: u64,
+    /// Samples refused because the ring was full (the newest part of a write).
+    pub samples_dropped: u64,
+    /// Writes that did not fit entirely.
+    pub overruns: u64,
+    /// Samples handed to the consumer in pulled frames (padding excluded).
+    pub samples_played: u64,
+    /// Samples discarded by [`PcmConsumer::flush`] (barge-in).
+    pub samples_flushed: u64,
+    /// Oldest samples discarded by [`PcmConsumer::trim_to`] (slow reader).
+    pub samples_trimmed: u64,
+    /// Pulls that found part of a frame.
+    pub underruns: u64,
+    /// Pulls that found nothing.
+    pub idle_pulls: u64,
+    /// Pulls that delivered audio (full or padded).
+    pub frames_pulled: u64,
+}
+
+impl RingStats {
+    /// Reads every counter (each atomically; the set is not one atomic snapshot).
+    pub fn snapshot(&self) -> RingSnapshot {
+        let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        RingSnapshot {
+            samples_written: r(&self.samples_written),
+            samples_dropped: r(&self.samples_dropped),
+            overruns: r(&self.overruns),
+            samples_played: r(&self.samples_played),
+            samples_flushed: r(&self.samples_flushed),
+            samples_trimmed: r(&self.samples_trimmed),
+            underruns: r(&self.underruns),
+            idle_pulls: r(&self.idle_pulls),
+            frames_pulled: r(&self.frames_pulled),
+        }
+    }
+
+    /// Samples the consumer has moved past: played, flushed or trimmed.
+    ///
+    /// Compared with a write position taken from `samples_written`, it tells whether playout
+    /// has reached a marker.
+    pub fn consumed_position(&self) -> u64 {
+        self.samples_played.load(Ordering::Relaxed)
+            + self.samples_flushed.load(Ordering::Relaxed)
+            + self.samples_trimmed.load(Ordering::Relaxed)
+    }
+
+    fn add(counter: &AtomicU64, n: usize) {
+        counter.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+/// What a write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PushOutcome {
+    /// Samples now queued.
+    pub accepted: usize,
+    /// Samples dropped because the ring was full.
+    pub dropped: usize,
+}
+
+/// What a pull delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pull {
+    /// A whole frame of queued audio.
+    Frame,
+    /// The last `n` samples of a stream, padded with silence to a frame.
+    Partial(usize),
+    /// Part of a frame is queued and is being held for its remainder; silence this tick.
+    Underrun,
+    /// Nothing queued; silence this tick.
+    Idle,
+}
+
+impl Pull {
+    /// Whether the pulled frame carries any queued audio (as opposed to pure silence).
+    pub fn has_audio(self) -> bool {
+        matches!(self, Pull::Frame | Pull::Partial(_))
+    }
+}
+
+/// Creates a ring and returns its two ends.
+///
+/// ```
+/// use chamade_media::{SampleRate, ring::{pcm_ring, RingConfig, Pull}};
+/// let (mut tx, mut rx) = pcm_ring(RingConfig::playout(SampleRate::HZ_8000));
+/// tx.push_bytes(&[1, 0, 2]);          // one sample, plus a byte held for its pair
+/// tx.push_bytes(&[0; 319]);           // completes it, then 159 more samples
+/// let mut frame = [0i16; 160];
+/// assert_eq!(rx.pull_frame(&mut frame), Pull::Frame);
+/// assert_eq!(frame[0], 1);
+/// assert_eq!(frame[1], 2);
+/// ```
+pub fn pcm_ring(config: RingConfig) -> (PcmProducer, PcmConsumer) {
+    let capacity = config.capacity_samples();
+    let (prod, cons) = HeapRb::<i16>::new(capacity).split();
+    let stats = Arc::new(RingStats::default());
+    (
+        PcmProducer {
+            inner: prod,
+            pending_byte: None,
+            rate: config.rate,
+            stats: Arc::clone(&stats),
+        },
+        PcmConsumer {
+            inner: cons,
+            rate: config.rate,
+            tail_grace_ticks: config.tail_grace_ticks,
+            partial_waits: 0,
+            stats,
+        },
+    )
+}
+
+/// The writing end: owned by a leg. Never blocks.
+pub struct PcmProducer {
+    inner: ringbuf::HeapProd<i16>,
+    pending_byte: Option<u8>,
+    rate: SampleRate,
+    stats: Arc<RingStats>,
+}
+
+impl PcmProducer {
+    /// Queues s16le bytes of any length; an odd trailing byte waits for its pair.
+    pub fn push_bytes(&mut self, mut bytes: &[u8]) -> PushOutcome {
+        let mut outcome = PushOutcome::default();
+        if let Some(low) = self.pending_byte {
+            let Some((&high, rest)) = bytes.split_first() else {
+                return outcome;
+            };
+            self.pending_byte = None;
+            bytes = rest;
+            outcome = self.push_samples(&[i16::from_le_bytes([low, high])]);
+        }
+        let whole = bytes.len() / 2 * 2;
+        if whole < bytes.len() {
+            self.pending_byte = Some(bytes[whole]);
+        }
+        let pairs = &bytes[..whole];
+        let n = pairs.len() / 2;
+        let fit = n.min(self.inner.vacant_len());
+        let pushed = self.inner.push_iter(
+            pairs
+                .chunks_exact(2)
+                .take(fit)
+                .map(|c| i16::from_le_bytes([c[0], c[1]])),
+        );
+        let more = PushOutcome {
+            accepted: pushed,
+            dropped: n - pushed,
+        };
+        self.account(more);
+        PushOutcome {
+            accepted: outcome.accepted + more.accepted,
+            dropped: outcome.dropped + more.dropped,
+        }
+    }
+
+    /// Queues samples; what does not fit is dropped and counted.
+    pub fn push_samples(&mut self, samples: &[i16]) -> PushOutcome {
+        let pushed = self.inner.push_slice(samples);
+        let outcome = PushOutcome {
+            accepted: pushed,
+            dropped: samples.len() - pushed,
+        };
+        self.account(outcome);
+        outcome
+    }
+
+    fn account(&self, outcome: PushOutcome) {
+        RingStats::add(&self.stats.samples_written, outcome.accepted);
+        if outcome.dropped > 0 {
+            RingStats::add(&self.stats.samples_dropped, outcome.dropped);
+            RingStats::add(&self.stats.overruns, 1);
+        }
+    }
+
+    /// Whether a byte is held waiting for its pair.
+    pub fn has_pending_byte(&self) -> bool {
+        self.pending_byte.is_some()
+    }
+
+    /// Samples queued and not yet pulled.
+    pub fn queued_samples(&self) -> usize {
+        self.inner.occupied_len()
+    }
+
+    /// Queued audio in milliseconds: lets an agent pace its TTS.
+    pub fn queued_ms(&self) -> u64 {
+        self.rate.samples_to_ms(self.queued_samples())
+    }
+
+    /// Room left, in samples.
+    pub fn free_samples(&self) -> usize {
+        self.inner.vacant_len()
+    }
+
+    /// The ring's rate.
+    pub fn rate(&self) -> SampleRate {
+        self.rate
+    }
+
+    /// The counters shared with the consumer.
+    pub fn stats(&self) -> &Arc<RingStats> {
+        &self.stats
+    }
+}
+
+/// The reading end: owned by the mixer shard (input rings) or a leg (output rings).
+pub struct PcmConsumer {
+    inner: ringbuf::HeapCons<i16>,
+    rate: SampleRate,
+    tail_grace_ticks: u32,
+    partial_waits: u32,
+    stats: Arc<RingStats>,
+}
+
+impl PcmConsumer {
+    /// Fills `out` with exactly one 20 ms frame, or silence, and says which.
+    ///
+    /// `out` must be `rate.frame_samples()` long; a longer slice is filled only up to that
+    /// length, a shorter one is treated as the frame size (the caller's bug, never a panic).
+    pub fn pull_frame(&mut self, out: &mut [i16]) -> Pull {
+        let n = self.rate.frame_samples().min(out.len());
+        let out = &mut out[..n];
+        let queued = self.inner.occupied_len();
+        if queued >= n {
+            self.inner.pop_slice(out);
+            self.partial_waits = 0;
+            RingStats::add(&self.stats.samples_played, n);
+            RingStats::add(&self.stats.frames_pulled, 1);
+            return Pull::Frame;
+        }
+        if queued == 0 {
+            out.fill(0);
+            self.partial_waits = 0;
+            RingStats::add(&self.stats.idle_pulls, 1);
+            return Pull::Idle;
+        }
+        RingStats::add(&self.stats.underruns, 1);
+        if self.partial_waits < self.tail_grace_ticks {
+            self.partial_waits += 1;
+            out.fill(0);
+            return Pull::Underrun;
+        }
+        self.partial_waits = 0;
+        let got = self.inner.pop_slice(&mut out[..queued]);
+        out[got..].fill(0);
+        RingStats::add(&self.stats.samples_played, got);
+        RingStats::add(&self.stats.frames_pulled, 1);
+        Pull::Partial(got)
+    }
+
+    /// Discards everything queued (barge-in): returns the samples dropped.
+    pub fn flush(&mut self) -> usize {
+        let n = self.inner.clear();
+        self.partial_waits = 0;
+        RingStats::add(&self.stats.samples_flushed, n);
+        n
+    }
+
+    /// Drops the oldest samples so that at most `max_samples` stay queued; returns how many.
+    ///
+    /// A reader that fell behind (a slow WebSocket) calls this before pulling so that it hears
+    /// the present rather than a growing backlog.
+    pub fn trim_to(&mut self, max_samples: usize) -> usize {
+        let queued = self.inner.occupied_len();
+        if queued <= max_samples {
+            return 0;
+        }
+        let n = self.inner.skip(queued - max_samples);
+        RingStats::add(&self.stats.samples_trimmed, n);
+        n
+    }
+
+    /// Samples queued and not yet pulled.
+    pub fn queued_samples(&self) -> usize {
+        self.inner.occupied_len()
+    }
+
+    /// Queued audio in milliseconds.
+    pub fn queued_ms(&self) -> u64 {
+        self.rate.samples_to_ms(self.queued_samples())
+    }
+
+    /// The ring's rate.
+    pub fn rate(&self) -> SampleRate {
+        self.rate
+    }
+
+    /// The counters shared with the producer.
+    pub fn stats(&self) -> &Arc<RingStats> {
+        &self.stats
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,235 @@
+use super::*;
+use proptest::prelude::*;
+
+fn le(samples: &[i16]) -> Vec<u8> {
+    samples.iter().flat_map(|s| s.to_le_bytes()).collect()
+}
+
+fn ring_8k(ms: u64) -> (PcmProducer, PcmConsumer) {
+    pcm_ring(RingConfig::with_capacity_ms(SampleRate::HZ_8000, ms))
+}
+
+#[test]
+fn empty_ring_pulls_idle_silence() {
+    let (_tx, mut rx) = ring_8k(100);
+    let mut out = [5i16; 160];
+    assert_eq!(rx.pull_frame(&mut out), Pull::Idle);
+    assert!(out.iter().all(|&s| s == 0));
+    let s = rx.stats().snapshot();
+    assert_eq!((s.idle_pulls, s.underruns, s.frames_pulled), (1, 0, 0));
+}
+
+#[test]
+fn capacity_rounds_up_to_whole_frames() {
+    let (tx, _rx) = ring_8k(30);
+    assert_eq!(tx.free_samples(), 320);
+    let (tx, _rx) = ring_8k(0);
+    assert_eq!(tx.free_samples(), 160);
+}
+
+#[test]
+fn odd_byte_counts_are_held_until_paired() {
+    let (mut tx, mut rx) = ring_8k(100);
+    let samples: Vec<i16> = (0..160).map(|i| i * 100 - 8000).collect();
+    let bytes = le(&samples);
+    // 3 + 5 + 7 + ... odd-sized writes.
+    let mut at = 0;
+    let mut size = 3;
+    while at < bytes.len() {
+        let end = (at + size).min(bytes.len());
+        tx.push_bytes(&bytes[at..end]);
+        at = end;
+        size += 2;
+    }
+    assert!(!tx.has_pending_byte());
+    let mut out = [0i16; 160];
+    assert_eq!(rx.pull_frame(&mut out), Pull::Frame);
+    assert_eq!(&out[..], &samples[..]);
+}
+
+#[test]
+fn a_single_byte_write_queues_nothing_until_its_pair() {
+    let (mut tx, _rx) = ring_8k(100);
+    assert_eq!(tx.push_bytes(&[0x34]).accepted, 0);
+    assert!(tx.has_pending_byte());
+    assert_eq!(tx.push_bytes(&[]).accepted, 0);
+    assert_eq!(tx.push_bytes(&[0x12]).accepted, 1);
+    assert_eq!(tx.queued_samples(), 1);
+}
+
+#[test]
+fn overrun_drops_the_newest_samples_and_counts() {
+    let (mut tx, mut rx) = ring_8k(40); // 320 samples
+    let first: Vec<i16> = (0..300).collect();
+    assert_eq!(tx.push_samples(&first).dropped, 0);
+    let second: Vec<i16> = (1000..1100).collect();
+    let outcome = tx.push_bytes(&le(&second));
+    assert_eq!(
+        outcome,
+        PushOutcome {
+            accepted: 20,
+            dropped: 80
+        }
+    );
+    let s = tx.stats().snapshot();
+    assert_eq!(
+        (s.overruns, s.samples_dropped, s.samples_written),
+        (1, 80, 320)
+    );
+    // What plays is the oldest audio, continuous, then the head of the second write.
+    let mut out = [0i16; 160];
+    rx.pull_frame(&mut out);
+    assert_eq!(out[0], 0);
+    rx.pull_frame(&mut out);
+    assert_eq!(&out[..140], &first[160..]);
+    assert_eq!(&out[140..], &second[..20]);
+}
+
+#[test]
+fn partial_frame_waits_one_tick_then_plays_padded() {
+    let (mut tx, mut rx) = ring_8k(100);
+    tx.push_samples(&[9; 100]);
+    let mut out = [1i16; 160];
+    assert_eq!(rx.pull_frame(&mut out), Pull::Underrun);
+    assert!(out.iter().all(|&s| s == 0));
+    assert_eq!(rx.pull_frame(&mut out), Pull::Partial(100));
+    assert!(out[..100].iter().all(|&s| s == 9));
+    assert!(out[100..].iter().all(|&s| s == 0));
+    let s = rx.stats().snapshot();
+    assert_eq!(
+        (s.underruns, s.samples_played, s.frames_pulled),
+        (2, 100, 1)
+    );
+}
+
+#[test]
+fn partial_frame_completed_within_grace_plays_whole() {
+    let (mut tx, mut rx) = ring_8k(100);
+    tx.push_samples(&[3; 100]);
+    let mut out = [0i16; 160];
+    assert_eq!(rx.pull_frame(&mut out), Pull::Underrun);
+    tx.push_samples(&[4; 60]);
+    assert_eq!(rx.pull_frame(&mut out), Pull::Frame);
+    assert_eq!(out[99], 3);
+    assert_eq!(out[100], 4);
+}
+
+#[test]
+fn flush_discards_everything_and_counts() {
+    let (mut tx, mut rx) = ring_8k(1_000);
+    tx.push_samples(&[1; 1_000]);
+    assert_eq!(rx.queued_ms(), 125);
+    assert_eq!(rx.flush(), 1_000);
+    assert_eq!(tx.queued_samples(), 0);
+    assert_eq!(rx.stats().snapshot().samples_flushed, 1_000);
+    assert_eq!(rx.stats().consumed_position(), 1_000);
+    let mut out = [0i16; 160];
+    assert_eq!(rx.pull_frame(&mut out), Pull::Idle);
+}
+
+#[test]
+fn trim_keeps_the_newest_audio() {
+    let (mut tx, mut rx) = ring_8k(1_000);
+    let samples: Vec<i16> = (0..800).collect();
+    tx.push_samples(&samples);
+    assert_eq!(rx.trim_to(320), 480);
+    assert_eq!(rx.trim_to(320), 0);
+    let mut out = [0i16; 160];
+    rx.pull_frame(&mut out);
+    assert_eq!(out[0], 480);
+    assert_eq!(rx.stats().snapshot().samples_trimmed, 480);
+}
+
+#[test]
+fn a_long_utterance_fits_the_default_playout_queue() {
+    // 11 s at 48 kHz: the spec's 1 MB frame.
+    let (mut tx, mut rx) = pcm_ring(RingConfig::playout(SampleRate::HZ_48000));
+    let bytes = vec![0x11u8; 1 << 20];
+    let outcome = tx.push_bytes(&bytes);
+    assert_eq!(outcome.dropped, 0);
+    assert_eq!(outcome.accepted, 1 << 19);
+    assert_eq!(rx.queued_ms(), (1u64 << 19) * 1000 / 48_000);
+    let mut out = [0i16; 960];
+    let mut frames = 0;
+    while rx.pull_frame(&mut out) == Pull::Frame {
+        frames += 1;
+    }
+    assert_eq!(frames, (1 << 19) / 960);
+}
+
+#[test]
+fn short_output_slice_is_not_a_panic() {
+    let (mut tx, mut rx) = ring_8k(100);
+    tx.push_samples(&[1; 160]);
+    let mut out = [0i16; 10];
+    assert_eq!(rx.pull_frame(&mut out), Pull::Frame);
+    assert_eq!(rx.queued_samples(), 150);
+}
+
+proptest! {
+    /// Any chunking of a byte stream, odd sizes included, comes out as the same samples.
+    #[test]
+    fn reframing_preserves_the_stream(
+        samples in proptest::collection::vec(any::<i16>(), 0..2_000),
+        cuts in proptest::collection::vec(1usize..700, 1..40),
+    ) {
+        let (mut tx, mut rx) = ring_8k(1_000);
+        let bytes = le(&samples);
+        let mut at = 0;
+        let mut i = 0;
+        while at < bytes.len() {
+            let end = (at + cuts[i % cuts.len()]).min(bytes.len());
+            tx.push_bytes(&bytes[at..end]);
+            at = end;
+            i += 1;
+        }
+        let mut got = Vec::new();
+        let mut out = [0i16; 160];
+        loop {
+            match rx.pull_frame(&mut out) {
+                Pull::Frame => got.extend_from_slice(&out),
+                Pull::Partial(n) => got.extend_from_slice(&out[..n]),
+                Pull::Underrun => continue,
+                Pull::Idle => break,
+            }
+        }
+        prop_assert_eq!(got, samples);
+    }
+
+    /// Across a producer thread and a consumer thread, within capacity, no sample is lost,
+    /// duplicated or reordered.
+    #[test]
+    fn threads_preserve_the_stream(
+        len in 1usize..40_000,
+        chunk in 1usize..700,
+        seed in any::<u16>(),
+    ) {
+        let (mut tx, mut rx) = ring_8k(100);
+        let samples: Vec<i16> = (0..len).map(|i| (i as u16).wrapping_mul(31).wrapping_add(seed) as i16).collect();
+        let expected = samples.clone();
+        let writer = std::thread::spawn(move || {
+            let bytes = le(&samples);
+            for piece in bytes.chunks(chunk * 2 + 1) {
+                // Wait for room so that nothing is dropped: this test is about ordering.
+                while tx.free_samples() < piece.len() / 2 + 1 {
+                    std::thread::yield_now();
+                }
+                let out = tx.push_bytes(piece);
+                assert_eq!(out.dropped, 0);
+            }
+            tx
+        });
+        let mut got = Vec::with_capacity(len);
+        let mut out = [0i16; 160];
+        while got.len() < len {
+            match rx.pull_frame(&mut out) {
+                Pull::Frame => got.extend_from_slice(&out),
+                Pull::Partial(n) => got.extend_from_slice(&out[..n]),
+                Pull::Underrun | Pull::Idle => std::thread::yield_now(),
+            }
+        }
+        let tx = writer.join().expect("writer thread");
+        prop_assert_eq!(&got[..], &expected[..]);
+        prop_assert_eq!(tx.stats().snapshot().samples_dropped, 0);
+    }
+}
