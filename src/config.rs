@@ -21,6 +21,15 @@ pub struct Config {
     pub database_url: Option<String>,
     /// Mixer shard threads; 0 means one per core.
     pub mixer_shards: usize,
+    /// Whether `POST /api/signup` creates accounts (turn off on a private server).
+    pub signup: bool,
+    /// Most concurrent calls per account.
+    pub max_concurrent_calls: u32,
+    /// Database connections in the pool.
+    pub db_pool_size: u32,
+    /// The URL people and agents reach this server at (printed at start, used in links);
+    /// default `http://<listen>`.
+    pub public_url: Option<String>,
 }
 
 impl Default for Config {
@@ -30,6 +39,10 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             database_url: None,
             mixer_shards: 0,
+            signup: true,
+            max_concurrent_calls: 10,
+            db_pool_size: 8,
+            public_url: None,
         }
     }
 }
@@ -61,6 +74,23 @@ impl Config {
             Some(url) => redact_password(url),
             None => format!("sqlite:{}", self.data_dir.join("chamade.db").display()),
         }
+    }
+
+    /// The database URL after resolving the embedded default (creates the data folder).
+    pub fn database_url(&self) -> Result<String, crate::db::DbError> {
+        match &self.database_url {
+            Some(url) => Ok(url.clone()),
+            None => crate::db::sqlite_url_in(&self.data_dir),
+        }
+    }
+
+    /// The base URL to show people.
+    pub fn public_url(&self) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen))
+            .trim_end_matches('/')
+            .to_string()
     }
 
     /// Mixer shard threads after resolving "one per core".

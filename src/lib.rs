@@ -1,10 +1,18 @@
 //! chamade: a self-hostable voice and chat gateway for AI agents.
 //!
-//! This crate holds the configuration and command line, and (as the gateway grows) the
-//! HTTP/WebSocket API, persistence and connectors. The real-time audio core lives in
-//! `chamade-media` and the live call tree in `chamade-actors`.
+//! This crate holds the configuration and command line, the HTTP API (`api`), credentials
+//! (`auth`) and persistence (`db`). The real-time audio core lives in `chamade-media` and
+//! the live call tree in `chamade-actors`.
 
+pub mod api;
+pub mod auth;
+pub mod cli;
 pub mod config;
+pub mod db;
+pub mod error;
+pub mod platforms;
+pub mod server;
+pub mod state;
 
 pub use config::{Config, ConfigError, Overrides};
 

@@ -1,0 +1,93 @@
+//! Building and running the HTTP server.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::middleware::{NormalizePath, TrailingSlash};
+use actix_web::{App, HttpServer, dev::Server, web};
+use utoipa_actix_web::AppExt;
+
+use crate::api;
+use crate::config::Config;
+use crate::db::{self, DbPool};
+use crate::state::AppState;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The database could not be opened or migrated.
+    #[error(transparent)]
+    Db(#[from] db::DbError),
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// Opens the database named by the configuration and runs its migrations.
+pub fn open_database(config: &Config) -> Result<DbPool, StartError> {
+    let url = config.database_url()?;
+    Ok(db::connect(&url, config.db_pool_size)?)
+}
+
+/// The OpenAPI document of every route, generated from the handlers.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, mut doc) = App::new()
+        .into_utoipa_app()
+        .configure(api::routes)
+        .split_for_parts();
+    api::document_security(&mut doc);
+    doc
+}
+
+/// Builds the server on an already bound listener (tests bind port 0), without running it.
+pub fn build(listener: TcpListener, state: AppState, workers: usize) -> Result<Server, StartError> {
+    let doc = web::Data::new(openapi());
+    let data = web::Data::new(state);
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let server = HttpServer::new(move || {
+        // The document's own route comes before the `/api` scope, which would otherwise
+        // claim the path.
+        let (app, _) = App::new()
+            .into_utoipa_app()
+            .app_data(data.clone())
+            .app_data(doc.clone())
+            .app_data(api::json_config())
+            .app_data(api::path_config())
+            .app_data(api::query_config())
+            .map(|app| {
+                app.route(
+                    "/api/openapi.json",
+                    web::get().to(|doc: web::Data<utoipa::openapi::OpenApi>| async move {
+                        web::Json(doc.get_ref().clone())
+                    }),
+                )
+            })
+            .configure(api::routes)
+            .split_for_parts();
+        app.default_service(web::to(api::not_found))
+            .wrap(NormalizePath::new(TrailingSlash::Trim))
+            .wrap(tracing_actix_web::TracingLogger::default())
+    })
+    .workers(workers.max(1))
+    .shutdown_timeout(5)
+    .listen(listener)
+    .map_err(|source| StartError::Bind { addr, source })?
+    .run();
+    Ok(server)
+}
+
+/// State for a server on `config` with an open pool.
+pub fn state(config: Config, pool: DbPool) -> AppState {
+    AppState {
+        pool,
+        config: Arc::new(config),
+    }
+}

@@ -1,0 +1,36 @@
+//! What every request handler shares: the database pool and the configuration.
+
+use std::sync::Arc;
+
+use actix_web::web;
+
+use crate::config::Config;
+use crate::db::{AnyConnection, DbPool};
+use crate::error::ApiError;
+
+/// Shared, cheaply cloned application state.
+#[derive(Clone)]
+pub struct AppState {
+    /// The database pool.
+    pub pool: DbPool,
+    /// The configuration the server started with.
+    pub config: Arc<Config>,
+}
+
+impl AppState {
+    /// Runs `f` on a pooled connection on the blocking thread pool, so that the async
+    /// workers never wait on the database and no connection is held across an `.await`.
+    pub async fn db<F, T>(&self, f: F) -> Result<T, ApiError>
+    where
+        F: FnOnce(&mut AnyConnection) -> Result<T, ApiError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let pool = self.pool.clone();
+        web::block(move || {
+            let mut conn = pool.get().map_err(|e| ApiError::internal(e.to_string()))?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+    }
+}

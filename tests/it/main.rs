@@ -1,0 +1,10 @@
+//! Integration tests: a real server on 127.0.0.1 over real HTTP, on SQLite and on
+//! PostgreSQL (every test that touches the database runs once per backend).
+
+mod support;
+
+mod account_api;
+mod auth;
+mod bad_input;
+mod cli;
+mod openapi;
