@@ -32,6 +32,9 @@ use crate::rate::SampleRate;
 /// Default capacity of a playout ring: room for a long utterance pushed all at once.
 pub const DEFAULT_CAPACITY_MS: u64 = 30_000;
 
+/// Samples converted from bytes per step of [`PcmProducer::push_bytes`].
+const CONVERT_CHUNK: usize = 256;
+
 /// Default number of ticks a partial frame waits for its remainder before it is played padded.
 pub const DEFAULT_TAIL_GRACE_TICKS: u32 = 1;
 
@@ -233,12 +236,17 @@ impl PcmProducer {
         let pairs = &bytes[..whole];
         let n = pairs.len() / 2;
         let fit = n.min(self.inner.vacant_len());
-        let pushed = self.inner.push_iter(
-            pairs
-                .chunks_exact(2)
-                .take(fit)
-                .map(|c| i16::from_le_bytes([c[0], c[1]])),
-        );
+        // Convert through a small stack buffer so that the ring takes whole slices (a
+        // per-sample iterator push costs several times more).
+        let mut chunk = [0i16; CONVERT_CHUNK];
+        let mut pushed = 0;
+        for bytes in pairs[..fit * 2].chunks(CONVERT_CHUNK * 2) {
+            let samples = &mut chunk[..bytes.len() / 2];
+            for (s, b) in samples.iter_mut().zip(bytes.chunks_exact(2)) {
+                *s = i16::from_le_bytes([b[0], b[1]]);
+            }
+            pushed += self.inner.push_slice(samples);
+        }
         let more = PushOutcome {
             accepted: pushed,
             dropped: n - pushed,
