@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::api::session::{check_password, create_account, issue_key, parse_email};
+use crate::auth::crypto::SecretBox;
 use crate::auth::secrets;
 use crate::config::{Config, Overrides};
 use crate::db::{now_ms, repo};
@@ -195,6 +196,16 @@ fn print_config(config: &Config) {
         if config.signup { "open" } else { "closed" }
     );
     say!("  mixer shards  {}", config.effective_mixer_shards());
+    match &config.secret_key {
+        Some(_) => say!("  secret key    from the configuration"),
+        None => say!(
+            "  secret key    {}",
+            config
+                .data_dir
+                .join(crate::auth::crypto::KEY_FILE)
+                .display()
+        ),
+    }
 }
 
 /// Creates the owner account on a fresh database and prints its credentials once.
@@ -256,9 +267,13 @@ fn serve(config: Config) -> u8 {
     if let Err(e) = first_start(&config, &pool) {
         return fail(&e);
     }
+    let secrets = match SecretBox::load_or_create(config.secret_key.as_deref(), &config.data_dir) {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
     let url = config.public_url();
     let workers = config.effective_mixer_shards();
-    let state = server::state(config, pool);
+    let state = server::state(config, pool, secrets);
     let result = actix_web::rt::System::new().block_on(async move {
         let server = server::build(listener, state, workers).map_err(|e| e.to_string())?;
         say!("Get a key: chamade key create --email <your account>, or POST {url}/api/signup");

@@ -30,6 +30,20 @@ pub struct Config {
     /// The URL people and agents reach this server at (printed at start, used in links);
     /// default `http://<listen>`.
     pub public_url: Option<String>,
+    /// Base64 of the 32-byte key that seals bot tokens, SIP passwords and speech keys at
+    /// rest; unset means `<data_dir>/secret.key`, made on first start. Set it when several
+    /// nodes share one PostgreSQL, so that they all open what any of them sealed.
+    pub secret_key: Option<String>,
+    /// Microsoft Entra application (client) id for linking Teams accounts.
+    pub oauth_microsoft_client_id: Option<String>,
+    /// Google OAuth client id for linking Meet accounts.
+    pub oauth_google_client_id: Option<String>,
+    /// Discord application id for linking Discord accounts.
+    pub oauth_discord_client_id: Option<String>,
+    /// Slack app client id for `POST /api/slack/install`.
+    pub slack_client_id: Option<String>,
+    /// Username of the shared Telegram bot for `POST /api/telegram/connect` (without `@`).
+    pub telegram_bot_username: Option<String>,
 }
 
 impl Default for Config {
@@ -43,6 +57,12 @@ impl Default for Config {
             max_concurrent_calls: 10,
             db_pool_size: 8,
             public_url: None,
+            secret_key: None,
+            oauth_microsoft_client_id: None,
+            oauth_google_client_id: None,
+            oauth_discord_client_id: None,
+            slack_client_id: None,
+            telegram_bot_username: None,
         }
     }
 }
@@ -61,8 +81,14 @@ impl Config {
             Some(path) => fig = fig.merge(Toml::file_exact(path)),
             None => fig = fig.merge(Toml::file("chamade.toml")),
         }
+        // Only variables that name a setting: others (CHAMADE_URL of MCP clients, test
+        // settings) share the prefix and must not stop the server.
+        let keys: Vec<String> = serde_json::to_value(Config::default())
+            .ok()
+            .and_then(|v| v.as_object().map(|o| o.keys().cloned().collect()))
+            .unwrap_or_default();
         fig = fig
-            .merge(Env::prefixed("CHAMADE_"))
+            .merge(Env::prefixed("CHAMADE_").filter(move |k| keys.iter().any(|f| k == f.as_str())))
             .merge(Env::raw().only(&["DATABASE_URL"]))
             .merge(Serialized::defaults(overrides));
         fig.extract().map_err(|e| ConfigError(Box::new(e)))
@@ -161,6 +187,8 @@ mod tests {
                 "listen = \"127.0.0.1:9000\"\nmixer_shards = 3",
             )?;
             jail.set_env("CHAMADE_MIXER_SHARDS", "5");
+            jail.set_env("CHAMADE_URL", "https://elsewhere.example");
+            jail.set_env("CHAMADE_TEST_POSTGRES_URL", "postgres://x/y");
             let c = Config::load(None, &Overrides::default()).map_err(|e| e.to_string())?;
             assert_eq!(c.listen.port(), 9000);
             assert_eq!(c.mixer_shards, 5);
@@ -170,6 +198,17 @@ mod tests {
             };
             let c = Config::load(None, &flags).map_err(|e| e.to_string())?;
             assert_eq!(c.mixer_shards, 7);
+            jail.set_env(
+                "CHAMADE_SECRET_KEY",
+                "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+            );
+            jail.set_env("CHAMADE_TELEGRAM_BOT_USERNAME", "chamade_bot");
+            let c = Config::load(None, &flags).map_err(|e| e.to_string())?;
+            assert_eq!(
+                c.secret_key.as_deref(),
+                Some("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
+            );
+            assert_eq!(c.telegram_bot_username.as_deref(), Some("chamade_bot"));
             Ok(())
         });
     }

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod linking;
 pub mod platforms;
 pub mod server;
 pub mod state;

@@ -8,6 +8,7 @@ use actix_web::{App, HttpServer, dev::Server, web};
 use utoipa_actix_web::AppExt;
 
 use crate::api;
+use crate::auth::crypto::SecretBox;
 use crate::config::Config;
 use crate::db::{self, DbPool};
 use crate::state::AppState;
@@ -84,10 +85,11 @@ pub fn build(listener: TcpListener, state: AppState, workers: usize) -> Result<S
     Ok(server)
 }
 
-/// State for a server on `config` with an open pool.
-pub fn state(config: Config, pool: DbPool) -> AppState {
+/// State for a server on `config` with an open pool and its sealing key.
+pub fn state(config: Config, pool: DbPool, secrets: SecretBox) -> AppState {
     AppState {
         pool,
         config: Arc::new(config),
+        secrets: Arc::new(secrets),
     }
 }

@@ -1,9 +1,11 @@
-//! What every request handler shares: the database pool and the configuration.
+//! What every request handler shares: the database pool, the configuration and the key that
+//! seals secrets at rest.
 
 use std::sync::Arc;
 
 use actix_web::web;
 
+use crate::auth::crypto::SecretBox;
 use crate::config::Config;
 use crate::db::{AnyConnection, DbPool};
 use crate::error::ApiError;
@@ -15,6 +17,8 @@ pub struct AppState {
     pub pool: DbPool,
     /// The configuration the server started with.
     pub config: Arc<Config>,
+    /// Seals and opens third-party secrets (bot tokens, SIP passwords, speech keys).
+    pub secrets: Arc<SecretBox>,
 }
 
 impl AppState {

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::api::session::{check_password, parse_email};
+use crate::api::voice::SpeechKind;
 use crate::auth::{Caller, secrets};
 use crate::db::repo;
 use crate::error::{ApiError, ErrorBody};
@@ -91,7 +92,19 @@ pub async fn account(
     state: web::Data<AppState>,
     caller: Caller,
 ) -> Result<web::Json<AccountStatus>, ApiError> {
-    let user = state.db(move |c| repo::user(c, &caller.user_id)).await?;
+    let (user, speech) = state
+        .db(move |c| {
+            let user = repo::user(c, &caller.user_id)?;
+            Ok((user, repo::enabled_voice_kinds(c, &caller.user_id)?))
+        })
+        .await?;
+    let hosted = |kind: SpeechKind| {
+        if speech.iter().any(|k| k == kind.as_str()) {
+            "ready"
+        } else {
+            "byok"
+        }
+    };
     let platforms = PLATFORMS
         .iter()
         .map(|p| {
@@ -114,8 +127,8 @@ pub async fn account(
             text_chat: "ready",
             typing_indicators: "ready",
             files: "ready",
-            hosted_stt: "byok",
-            hosted_tts: "byok",
+            hosted_stt: hosted(SpeechKind::Stt),
+            hosted_tts: hosted(SpeechKind::Tts),
         },
         features_note: FEATURES_NOTE,
         platforms,

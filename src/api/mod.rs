@@ -2,8 +2,12 @@
 //! Handlers parse, call the repositories or actors, and map the result; nothing else.
 
 pub mod account;
+pub mod bot_tokens;
+pub mod connections;
 pub mod keys;
 pub mod session;
+pub mod sip;
+pub mod voice;
 
 use actix_web::{HttpRequest, HttpResponse, error::JsonPayloadError, web};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -32,7 +36,27 @@ pub fn routes(cfg: &mut ServiceConfig) {
             .service(account::export)
             .service(keys::list)
             .service(keys::create)
-            .service(keys::delete),
+            .service(keys::delete)
+            .service(bot_tokens::list)
+            .service(bot_tokens::create)
+            .service(bot_tokens::delete)
+            .service(connections::platforms)
+            .service(connections::oauth_start)
+            .service(connections::disconnect)
+            .service(connections::telegram_connect)
+            .service(connections::slack_install)
+            .service(connections::invite_link)
+            .service(sip::show_trunk)
+            .service(sip::connect_trunk)
+            .service(sip::disconnect_trunk)
+            .service(sip::list_dids)
+            .service(sip::add_did)
+            .service(sip::remove_did)
+            .service(sip::did_settings)
+            .service(voice::list)
+            .service(voice::create)
+            .service(voice::update)
+            .service(voice::delete),
     );
 }
 

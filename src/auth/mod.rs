@@ -3,6 +3,7 @@
 //! extractor. Every handler that takes a `Caller` is authenticated; every query it makes is
 //! scoped by `caller.user_id`.
 
+pub mod crypto;
 pub mod secrets;
 
 use std::future::Future;

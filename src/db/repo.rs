@@ -1,12 +1,18 @@
 //! Queries. Every function that reads or changes a user's data takes the user id and puts
 //! it in the `WHERE` clause, so that one user can never reach another's rows.
 
+use diesel::Connection as _;
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 use super::AnyConnection;
-use super::models::{ApiKey, Session, User};
-use super::schema::{api_keys, sessions, users};
+use super::models::{
+    ApiKey, BotToken, Connection, LinkToken, Session, SipDid, SipTrunk, User, VoiceProvider,
+};
+use super::schema::{
+    api_keys, bot_tokens, connections, link_tokens, sessions, sip_dids, sip_trunks, users,
+    voice_providers,
+};
 use crate::error::ApiError;
 
 fn map_unique(e: DieselError, what: &str) -> ApiError {
@@ -159,8 +165,267 @@ pub fn delete_session(c: &mut AnyConnection, hash: &str) -> Result<(), ApiError>
     Ok(())
 }
 
+/// Stores a bot token; 409 when the same bot is registered already (by anyone).
+pub fn insert_bot_token(c: &mut AnyConnection, bot: &BotToken) -> Result<(), ApiError> {
+    diesel::insert_into(bot_tokens::table)
+        .values(bot)
+        .execute(c)
+        .map_err(|e| map_unique(e, "a registration of this bot"))?;
+    Ok(())
+}
+
+/// The user's bot tokens, oldest first.
+pub fn bot_tokens_of(c: &mut AnyConnection, user_id: &str) -> Result<Vec<BotToken>, ApiError> {
+    Ok(bot_tokens::table
+        .filter(bot_tokens::user_id.eq(user_id))
+        .order((bot_tokens::created_at.asc(), bot_tokens::id.asc()))
+        .select(BotToken::as_select())
+        .load(c)?)
+}
+
+/// Deletes one of the user's bot tokens; false when there is no such bot *of this user*.
+pub fn delete_bot_token(
+    c: &mut AnyConnection,
+    user_id: &str,
+    bot_id: &str,
+) -> Result<bool, ApiError> {
+    let n = diesel::delete(
+        bot_tokens::table
+            .filter(bot_tokens::id.eq(bot_id))
+            .filter(bot_tokens::user_id.eq(user_id)),
+    )
+    .execute(c)?;
+    Ok(n > 0)
+}
+
+/// Records a linked platform account.
+pub fn insert_connection(c: &mut AnyConnection, conn: &Connection) -> Result<(), ApiError> {
+    diesel::insert_into(connections::table)
+        .values(conn)
+        .execute(c)?;
+    Ok(())
+}
+
+/// The user's linked platform accounts, oldest first.
+pub fn connections_of(c: &mut AnyConnection, user_id: &str) -> Result<Vec<Connection>, ApiError> {
+    Ok(connections::table
+        .filter(connections::user_id.eq(user_id))
+        .order((connections::created_at.asc(), connections::id.asc()))
+        .select(Connection::as_select())
+        .load(c)?)
+}
+
+/// Unlinks one of the user's platform accounts; false when it is not *this user's*.
+pub fn delete_connection(
+    c: &mut AnyConnection,
+    user_id: &str,
+    connection_id: &str,
+) -> Result<bool, ApiError> {
+    let n = diesel::delete(
+        connections::table
+            .filter(connections::id.eq(connection_id))
+            .filter(connections::user_id.eq(user_id)),
+    )
+    .execute(c)?;
+    Ok(n > 0)
+}
+
+/// The user's SIP trunk, if any.
+pub fn sip_trunk_of(c: &mut AnyConnection, user_id: &str) -> Result<Option<SipTrunk>, ApiError> {
+    Ok(sip_trunks::table
+        .filter(sip_trunks::user_id.eq(user_id))
+        .select(SipTrunk::as_select())
+        .first(c)
+        .optional()?)
+}
+
+/// Stores the user's trunk, replacing the settings of an existing one (which keeps its id,
+/// creation time and numbers). Returns the stored row and whether it is new.
+pub fn upsert_sip_trunk(
+    c: &mut AnyConnection,
+    trunk: &SipTrunk,
+) -> Result<(SipTrunk, bool), ApiError> {
+    c.transaction::<_, ApiError, _>(|c| match sip_trunk_of(c, &trunk.user_id)? {
+        Some(old) => {
+            let new = SipTrunk {
+                id: old.id.clone(),
+                created_at: old.created_at,
+                ..trunk.clone()
+            };
+            diesel::update(
+                sip_trunks::table
+                    .filter(sip_trunks::id.eq(&old.id))
+                    .filter(sip_trunks::user_id.eq(&trunk.user_id)),
+            )
+            .set(&new)
+            .execute(c)?;
+            Ok((new, false))
+        }
+        None => {
+            diesel::insert_into(sip_trunks::table)
+                .values(trunk)
+                .execute(c)
+                .map_err(|e| map_unique(e, "a SIP trunk for this account"))?;
+            Ok((trunk.clone(), true))
+        }
+    })
+}
+
+/// Removes the user's trunk and every number on it; false when there was none.
+pub fn delete_sip_trunk(c: &mut AnyConnection, user_id: &str) -> Result<bool, ApiError> {
+    Ok(c.transaction::<_, DieselError, _>(|c| {
+        diesel::delete(sip_dids::table.filter(sip_dids::user_id.eq(user_id))).execute(c)?;
+        let n =
+            diesel::delete(sip_trunks::table.filter(sip_trunks::user_id.eq(user_id))).execute(c)?;
+        Ok(n > 0)
+    })?)
+}
+
+/// Stores a number; 409 when any account has it already.
+pub fn insert_sip_did(c: &mut AnyConnection, did: &SipDid) -> Result<(), ApiError> {
+    diesel::insert_into(sip_dids::table)
+        .values(did)
+        .execute(c)
+        .map_err(|e| map_unique(e, "a DID with this number"))?;
+    Ok(())
+}
+
+/// The user's numbers, oldest first.
+pub fn sip_dids_of(c: &mut AnyConnection, user_id: &str) -> Result<Vec<SipDid>, ApiError> {
+    Ok(sip_dids::table
+        .filter(sip_dids::user_id.eq(user_id))
+        .order((sip_dids::created_at.asc(), sip_dids::id.asc()))
+        .select(SipDid::as_select())
+        .load(c)?)
+}
+
+/// Removes one of the user's numbers; false when it is not *this user's*.
+pub fn delete_sip_did(
+    c: &mut AnyConnection,
+    user_id: &str,
+    did_id: &str,
+) -> Result<bool, ApiError> {
+    let n = diesel::delete(
+        sip_dids::table
+            .filter(sip_dids::id.eq(did_id))
+            .filter(sip_dids::user_id.eq(user_id)),
+    )
+    .execute(c)?;
+    Ok(n > 0)
+}
+
+/// Sets auto-answer on one of the user's numbers; None when it is not *this user's*.
+pub fn set_sip_did_auto_answer(
+    c: &mut AnyConnection,
+    user_id: &str,
+    did_id: &str,
+    auto_answer: bool,
+) -> Result<Option<SipDid>, ApiError> {
+    let scoped = sip_dids::table
+        .filter(sip_dids::id.eq(did_id))
+        .filter(sip_dids::user_id.eq(user_id));
+    diesel::update(scoped)
+        .set(sip_dids::auto_answer.eq(auto_answer))
+        .execute(c)?;
+    Ok(scoped.select(SipDid::as_select()).first(c).optional()?)
+}
+
+/// Stores a voice-provider preset.
+pub fn insert_voice_provider(
+    c: &mut AnyConnection,
+    preset: &VoiceProvider,
+) -> Result<(), ApiError> {
+    diesel::insert_into(voice_providers::table)
+        .values(preset)
+        .execute(c)?;
+    Ok(())
+}
+
+/// The user's voice-provider presets, oldest first.
+pub fn voice_providers_of(
+    c: &mut AnyConnection,
+    user_id: &str,
+) -> Result<Vec<VoiceProvider>, ApiError> {
+    Ok(voice_providers::table
+        .filter(voice_providers::user_id.eq(user_id))
+        .order((voice_providers::created_at.asc(), voice_providers::id.asc()))
+        .select(VoiceProvider::as_select())
+        .load(c)?)
+}
+
+/// Turns one of the user's presets on or off; None when it is not *this user's*.
+pub fn set_voice_provider_enabled(
+    c: &mut AnyConnection,
+    user_id: &str,
+    preset_id: &str,
+    enabled: bool,
+) -> Result<Option<VoiceProvider>, ApiError> {
+    let scoped = voice_providers::table
+        .filter(voice_providers::id.eq(preset_id))
+        .filter(voice_providers::user_id.eq(user_id));
+    diesel::update(scoped)
+        .set(voice_providers::enabled.eq(enabled))
+        .execute(c)?;
+    Ok(scoped
+        .select(VoiceProvider::as_select())
+        .first(c)
+        .optional()?)
+}
+
+/// Deletes one of the user's presets; false when it is not *this user's*.
+pub fn delete_voice_provider(
+    c: &mut AnyConnection,
+    user_id: &str,
+    preset_id: &str,
+) -> Result<bool, ApiError> {
+    let n = diesel::delete(
+        voice_providers::table
+            .filter(voice_providers::id.eq(preset_id))
+            .filter(voice_providers::user_id.eq(user_id)),
+    )
+    .execute(c)?;
+    Ok(n > 0)
+}
+
+/// The kinds (`stt`, `tts`) for which the user has an enabled preset.
+pub fn enabled_voice_kinds(c: &mut AnyConnection, user_id: &str) -> Result<Vec<String>, ApiError> {
+    Ok(voice_providers::table
+        .filter(voice_providers::user_id.eq(user_id))
+        .filter(voice_providers::enabled.eq(true))
+        .select(voice_providers::kind)
+        .distinct()
+        .load(c)?)
+}
+
+/// Stores a link token (by hash).
+pub fn insert_link_token(c: &mut AnyConnection, token: &LinkToken) -> Result<(), ApiError> {
+    diesel::insert_into(link_tokens::table)
+        .values(token)
+        .execute(c)?;
+    Ok(())
+}
+
+/// The user's link tokens, oldest first.
+pub fn link_tokens_of(c: &mut AnyConnection, user_id: &str) -> Result<Vec<LinkToken>, ApiError> {
+    Ok(link_tokens::table
+        .filter(link_tokens::user_id.eq(user_id))
+        .order((link_tokens::created_at.asc(), link_tokens::id.asc()))
+        .select(LinkToken::as_select())
+        .load(c)?)
+}
+
 /// Every table that holds a user's rows, with the rows, for export and erasure checks.
-pub const USER_TABLES: &[&str] = &["users", "api_keys", "sessions"];
+pub const USER_TABLES: &[&str] = &[
+    "users",
+    "api_keys",
+    "sessions",
+    "bot_tokens",
+    "connections",
+    "sip_trunks",
+    "sip_dids",
+    "voice_providers",
+    "link_tokens",
+];
 
 /// All of a user's data (secrets as hashes or hints only), table by table.
 pub fn export(c: &mut AnyConnection, user_id: &str) -> Result<serde_json::Value, ApiError> {
@@ -170,10 +435,17 @@ pub fn export(c: &mut AnyConnection, user_id: &str) -> Result<serde_json::Value,
         .filter(sessions::user_id.eq(user_id))
         .select(Session::as_select())
         .load(c)?;
+    let trunks: Vec<SipTrunk> = sip_trunk_of(c, user_id)?.into_iter().collect();
     Ok(serde_json::json!({
         "users": [user],
         "api_keys": keys,
         "sessions": sessions,
+        "bot_tokens": bot_tokens_of(c, user_id)?,
+        "connections": connections_of(c, user_id)?,
+        "sip_trunks": trunks,
+        "sip_dids": sip_dids_of(c, user_id)?,
+        "voice_providers": voice_providers_of(c, user_id)?,
+        "link_tokens": link_tokens_of(c, user_id)?,
     }))
 }
 
@@ -204,12 +476,61 @@ pub fn row_counts(
                 .count()
                 .get_result(c)?,
         ),
+        (
+            "bot_tokens",
+            bot_tokens::table
+                .filter(bot_tokens::user_id.eq(user_id))
+                .count()
+                .get_result(c)?,
+        ),
+        (
+            "connections",
+            connections::table
+                .filter(connections::user_id.eq(user_id))
+                .count()
+                .get_result(c)?,
+        ),
+        (
+            "sip_trunks",
+            sip_trunks::table
+                .filter(sip_trunks::user_id.eq(user_id))
+                .count()
+                .get_result(c)?,
+        ),
+        (
+            "sip_dids",
+            sip_dids::table
+                .filter(sip_dids::user_id.eq(user_id))
+                .count()
+                .get_result(c)?,
+        ),
+        (
+            "voice_providers",
+            voice_providers::table
+                .filter(voice_providers::user_id.eq(user_id))
+                .count()
+                .get_result(c)?,
+        ),
+        (
+            "link_tokens",
+            link_tokens::table
+                .filter(link_tokens::user_id.eq(user_id))
+                .count()
+                .get_result(c)?,
+        ),
     ])
 }
 
 /// Deletes every row of a user, child tables first, in one transaction.
 pub fn delete_user(c: &mut AnyConnection, user_id: &str) -> Result<(), ApiError> {
     c.transaction::<_, DieselError, _>(|c| {
+        diesel::delete(link_tokens::table.filter(link_tokens::user_id.eq(user_id))).execute(c)?;
+        diesel::delete(voice_providers::table.filter(voice_providers::user_id.eq(user_id)))
+            .execute(c)?;
+        diesel::delete(sip_dids::table.filter(sip_dids::user_id.eq(user_id))).execute(c)?;
+        diesel::delete(sip_trunks::table.filter(sip_trunks::user_id.eq(user_id))).execute(c)?;
+        diesel::delete(connections::table.filter(connections::user_id.eq(user_id))).execute(c)?;
+        diesel::delete(bot_tokens::table.filter(bot_tokens::user_id.eq(user_id))).execute(c)?;
         diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id))).execute(c)?;
         diesel::delete(api_keys::table.filter(api_keys::user_id.eq(user_id))).execute(c)?;
         diesel::delete(users::table.filter(users::id.eq(user_id))).execute(c)?;

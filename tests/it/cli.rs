@@ -135,8 +135,21 @@ fn first_start_prints_a_working_key_and_stops_on_sigterm() {
         .expect("request");
     assert_eq!(r.status(), 200);
     stop(child);
+    let key_file = dir.0.join("secret.key");
+    let sealing_key = std::fs::read_to_string(&key_file).expect("secret.key made on first start");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "only the owner reads the sealing key");
+    }
 
     let (child, port, printed) = start_serve(&dir);
+    assert_eq!(
+        std::fs::read_to_string(&key_file).unwrap(),
+        sealing_key,
+        "a restart reuses the sealing key"
+    );
     assert!(
         !printed.contains("chmd_"),
         "a second start prints no new key:\n{printed}"

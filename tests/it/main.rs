@@ -8,3 +8,5 @@ mod auth;
 mod bad_input;
 mod cli;
 mod openapi;
+mod settings_api;
+mod sip_api;

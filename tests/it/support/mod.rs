@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 
 use chamade::Config;
+use chamade::auth::crypto::SecretBox;
 use chamade::db::{AnyConnection, DbPool};
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use serde_json::Value;
@@ -39,6 +40,8 @@ pub struct TestServer {
     pub url: String,
     /// The pool the server uses (for checks behind the API's back).
     pub pool: DbPool,
+    /// The server's sealing key (a fresh random one per server), to check sealed columns.
+    pub secrets: SecretBox,
     handle: Option<actix_web::dev::ServerHandle>,
     thread: Option<std::thread::JoinHandle<()>>,
     _dir: TempDir,
@@ -83,7 +86,8 @@ impl TestServer {
         let pool = chamade::server::open_database(&config).expect("open database");
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let state = chamade::server::state(config, pool.clone());
+        let secrets = SecretBox::generate();
+        let state = chamade::server::state(config, pool.clone(), secrets.clone());
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::spawn(move || {
             actix_web::rt::System::new().block_on(async move {
@@ -96,6 +100,7 @@ impl TestServer {
         TestServer {
             url,
             pool,
+            secrets,
             handle: Some(handle),
             thread: Some(thread),
             _dir: dir,
@@ -120,6 +125,13 @@ impl TestServer {
         self.req(reqwest::Method::GET, path, key)
             .send()
             .expect("GET")
+    }
+
+    /// `DELETE path` with `key`.
+    pub fn delete(&self, path: &str, key: &str) -> Response {
+        self.req(reqwest::Method::DELETE, path, key)
+            .send()
+            .expect("DELETE")
     }
 
     /// `POST path` with a JSON body and `key`.
@@ -169,4 +181,83 @@ pub fn json(r: Response, status: u16) -> Value {
     let body = r.text().unwrap_or_default();
     assert_eq!(got, status, "unexpected status, body: {body}");
     serde_json::from_str(&body).unwrap_or(Value::Null)
+}
+
+/// A random E.164 number, so that numbers never collide between accounts of one test.
+pub fn random_number() -> String {
+    let n = uuid::Uuid::new_v4().as_u128() % 10_000_000_000;
+    format!("+3361{n:010}")
+}
+
+impl TestServer {
+    /// Gives the account at least one row in every table of `repo::USER_TABLES`, through
+    /// the API where a route exists (connections have none yet: inserted directly).
+    pub fn fill_every_table(&self, user_id: &str, key: &str, email: &str) {
+        let login = self
+            .client()
+            .post(format!("{}/api/login", self.url))
+            .json(&serde_json::json!({"email": email, "password": "password123"}))
+            .send()
+            .expect("login");
+        assert_eq!(login.status(), 200);
+        json(
+            self.post("/api/api-keys", key, &serde_json::json!({"name": "second"})),
+            201,
+        );
+        let token = format!("{}:{}", 123456, uuid::Uuid::new_v4().simple());
+        json(
+            self.post(
+                "/api/bot-tokens",
+                key,
+                &serde_json::json!({"platform": "telegram", "bot_token": token}),
+            ),
+            201,
+        );
+        chamade::db::repo::insert_connection(
+            &mut self.conn(),
+            &chamade::db::models::Connection {
+                id: uuid::Uuid::new_v4().to_string(),
+                user_id: user_id.to_string(),
+                provider: "discord".into(),
+                external_id: "80351110224678912".into(),
+                display_name: "Nelly".into(),
+                created_at: chamade::db::now_ms(),
+            },
+        )
+        .expect("insert connection");
+        json(
+            self.post(
+                "/api/sip/trunk",
+                key,
+                &serde_json::json!({"sip_host": "sip.example.com", "sip_username": "u",
+                                    "sip_password": "trunk-pass-1"}),
+            ),
+            201,
+        );
+        json(
+            self.post(
+                "/api/sip/trunk/dids",
+                key,
+                &serde_json::json!({"number": random_number()}),
+            ),
+            201,
+        );
+        json(
+            self.post(
+                "/api/voice-providers",
+                key,
+                &serde_json::json!({"kind": "tts", "provider": "elevenlabs",
+                                    "api_key": "sk_voice_key_0123456789"}),
+            ),
+            201,
+        );
+        json(
+            self.post("/api/invite-link", key, &serde_json::json!({})),
+            201,
+        );
+        for (table, n) in chamade::db::repo::row_counts(&mut self.conn(), user_id).expect("counts")
+        {
+            assert!(n >= 1, "{table} has no row of the filled account");
+        }
+    }
 }
