@@ -74,6 +74,7 @@ pub fn build(listener: TcpListener, state: AppState, workers: usize) -> Result<S
             .configure(api::routes)
             .split_for_parts();
         app.default_service(web::to(api::not_found))
+            .wrap(actix_web::middleware::from_fn(crate::auth::authenticate))
             .wrap(NormalizePath::new(TrailingSlash::Trim))
             .wrap(tracing_actix_web::TracingLogger::default())
     })

@@ -114,7 +114,40 @@ fn wrong_methods_and_odd_headers_never_500(b: Backend) {
     json(r, 401);
 }
 
+fn a_bad_key_is_401_whatever_the_body(b: Backend) {
+    let s = TestServer::start(b);
+    let wrong = format!("chmd_{}", "B".repeat(43));
+    for (method, path) in [
+        (Method::POST, "/api/api-keys"),
+        (Method::PATCH, "/api/profile"),
+        (Method::POST, "/api/sip/trunk"),
+        (Method::DELETE, "/api/account"),
+    ] {
+        for body in ["{not json", r#"{"unexpected": true}"#, ""] {
+            let r = s
+                .req(method.clone(), path, &wrong)
+                .header("Content-Type", "application/json")
+                .body(body)
+                .send()
+                .unwrap();
+            assert_eq!(
+                json(r, 401)["code"],
+                "unauthorized",
+                "{method} {path} {body:?}"
+            );
+        }
+        let anonymous = s
+            .client()
+            .request(method.clone(), format!("{}{path}", s.url))
+            .body("{not json")
+            .send()
+            .unwrap();
+        json(anonymous, 401);
+    }
+}
+
 on_both_backends!(
+    a_bad_key_is_401_whatever_the_body,
     malformed_bodies_are_422_naming_the_problem,
     signup_rejects_bad_addresses_and_passwords,
     unknown_routes_are_json_404_and_trailing_slashes_work,
