@@ -271,6 +271,17 @@ fn serve(config: Config) -> u8 {
         Ok(s) => s,
         Err(e) => return fail(&e),
     };
+    if config.database_url.is_none() {
+        // One server per SQLite data folder: calls the last run left live died with it.
+        let ended = pool.get().map_err(|e| e.to_string()).and_then(|mut c| {
+            crate::db::calls::end_orphans(&mut c, crate::db::now_ms()).map_err(|e| e.to_string())
+        });
+        match ended {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(calls = n, "marked calls of the previous run as ended"),
+            Err(e) => return fail(&e),
+        }
+    }
     let url = config.public_url();
     let workers = config.effective_mixer_shards();
     let state = server::state(config, pool, secrets);

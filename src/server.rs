@@ -48,6 +48,9 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// Builds the server on an already bound listener (tests bind port 0), without running it.
 pub fn build(listener: TcpListener, state: AppState, workers: usize) -> Result<Server, StartError> {
     let doc = web::Data::new(openapi());
+    let registry = web::Data::new(actix::Actor::start(
+        chamade_actors::registry::CallRegistry::default(),
+    ));
     let data = web::Data::new(state);
     let addr = listener
         .local_addr()
@@ -60,6 +63,7 @@ pub fn build(listener: TcpListener, state: AppState, workers: usize) -> Result<S
             .into_utoipa_app()
             .app_data(data.clone())
             .app_data(doc.clone())
+            .app_data(registry.clone())
             .app_data(api::json_config())
             .app_data(api::path_config())
             .app_data(api::query_config())

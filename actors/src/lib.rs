@@ -6,6 +6,9 @@
 //! exposes the one decision every shard and room shares: the mixing rate of each platform.
 #![deny(missing_docs)]
 
+pub mod registry;
+pub mod room;
+
 use chamade_media::SampleRate;
 
 /// The native mixing rate of a platform, from the product's audio table: a room mixes at

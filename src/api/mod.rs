@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod bot_tokens;
+pub mod calls;
 pub mod connections;
 pub mod keys;
 pub mod session;
@@ -34,6 +35,15 @@ pub fn routes(cfg: &mut ServiceConfig) {
             .service(account::change_email)
             .service(account::delete_account)
             .service(account::export)
+            .service(calls::create)
+            .service(calls::status)
+            .service(calls::list)
+            .service(calls::accept)
+            .service(calls::refuse)
+            .service(calls::hang_up)
+            .service(calls::chat)
+            .service(calls::say)
+            .service(calls::typing)
             .service(keys::list)
             .service(keys::create)
             .service(keys::delete)

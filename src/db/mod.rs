@@ -5,6 +5,7 @@
 //! `&mut AnyConnection` and are called from `web::block`, so no connection is ever held
 //! across an `.await`.
 
+pub mod calls;
 pub mod models;
 pub mod repo;
 pub mod schema;

@@ -10,8 +10,8 @@ use super::models::{
     ApiKey, BotToken, Connection, LinkToken, Session, SipDid, SipTrunk, User, VoiceProvider,
 };
 use super::schema::{
-    api_keys, bot_tokens, connections, link_tokens, sessions, sip_dids, sip_trunks, users,
-    voice_providers,
+    api_keys, bot_tokens, calls, connections, link_tokens, sessions, sip_dids, sip_trunks,
+    transcript_lines, users, voice_providers,
 };
 use crate::error::ApiError;
 
@@ -425,6 +425,8 @@ pub const USER_TABLES: &[&str] = &[
     "sip_dids",
     "voice_providers",
     "link_tokens",
+    "calls",
+    "transcript_lines",
 ];
 
 /// All of a user's data (secrets as hashes or hints only), table by table.
@@ -446,6 +448,8 @@ pub fn export(c: &mut AnyConnection, user_id: &str) -> Result<serde_json::Value,
         "sip_dids": sip_dids_of(c, user_id)?,
         "voice_providers": voice_providers_of(c, user_id)?,
         "link_tokens": link_tokens_of(c, user_id)?,
+        "calls": super::calls::calls_of(c, user_id)?,
+        "transcript_lines": super::calls::lines_of(c, user_id)?,
     }))
 }
 
@@ -518,12 +522,29 @@ pub fn row_counts(
                 .count()
                 .get_result(c)?,
         ),
+        (
+            "calls",
+            calls::table
+                .filter(calls::user_id.eq(user_id))
+                .count()
+                .get_result(c)?,
+        ),
+        (
+            "transcript_lines",
+            transcript_lines::table
+                .filter(transcript_lines::user_id.eq(user_id))
+                .count()
+                .get_result(c)?,
+        ),
     ])
 }
 
 /// Deletes every row of a user, child tables first, in one transaction.
 pub fn delete_user(c: &mut AnyConnection, user_id: &str) -> Result<(), ApiError> {
     c.transaction::<_, DieselError, _>(|c| {
+        diesel::delete(transcript_lines::table.filter(transcript_lines::user_id.eq(user_id)))
+            .execute(c)?;
+        diesel::delete(calls::table.filter(calls::user_id.eq(user_id))).execute(c)?;
         diesel::delete(link_tokens::table.filter(link_tokens::user_id.eq(user_id))).execute(c)?;
         diesel::delete(voice_providers::table.filter(voice_providers::user_id.eq(user_id)))
             .execute(c)?;

@@ -129,4 +129,33 @@ diesel::allow_tables_to_appear_in_same_query!(
     sip_dids,
     voice_providers,
     link_tokens,
+    calls,
+    transcript_lines,
 );
+
+diesel::table! {
+    calls (id) {
+        id -> Text,
+        user_id -> Text,
+        platform -> Text,
+        meeting_url -> Text,
+        agent_name -> Text,
+        direction -> Text,
+        caller -> Text,
+        state -> Text,
+        sample_rate -> Integer,
+        created_at -> BigInt,
+        ended_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    transcript_lines (call_id, idx) {
+        call_id -> Text,
+        idx -> Integer,
+        user_id -> Text,
+        speaker -> Text,
+        text -> Text,
+        created_at -> BigInt,
+    }
+}

@@ -39,6 +39,15 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/voice-providers"),
     ("patch", "/api/voice-providers/{preset_id}"),
     ("delete", "/api/voice-providers/{preset_id}"),
+    ("post", "/api/call"),
+    ("get", "/api/call/{call_id}"),
+    ("delete", "/api/call/{call_id}"),
+    ("get", "/api/calls"),
+    ("post", "/api/call/{call_id}/accept"),
+    ("post", "/api/call/{call_id}/refuse"),
+    ("post", "/api/call/{call_id}/chat"),
+    ("post", "/api/call/{call_id}/say"),
+    ("post", "/api/call/{call_id}/typing"),
 ];
 
 /// `path` with every `{param}` replaced by a plausible id.

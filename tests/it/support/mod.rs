@@ -255,6 +255,23 @@ impl TestServer {
             self.post("/api/invite-link", key, &serde_json::json!({})),
             201,
         );
+        let call = json(
+            self.post("/api/call", key, &serde_json::json!({"platform": "web"})),
+            200,
+        );
+        let call_id = call["call_id"].as_str().expect("call_id").to_string();
+        chamade::db::calls::insert_line(
+            &mut self.conn(),
+            &chamade::db::calls::TranscriptRow {
+                call_id,
+                idx: 0,
+                user_id: user_id.to_string(),
+                speaker: "Alice".into(),
+                text: "Hello".into(),
+                created_at: chamade::db::now_ms(),
+            },
+        )
+        .expect("insert transcript line");
         for (table, n) in chamade::db::repo::row_counts(&mut self.conn(), user_id).expect("counts")
         {
             assert!(n >= 1, "{table} has no row of the filled account");

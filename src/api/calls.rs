@@ -1,0 +1,594 @@
+//! The call API (`/api/call…`, `/api/calls`): handlers ask the [`CallRegistry`] for the
+//! caller's room, send it a command, persist what changed and answer with the spec's fields.
+//! A call that has ended answers from the database.
+
+use actix::Addr;
+use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
+use chamade_actors::registry::{CallRegistry, LimitReached, LiveCalls, Lookup, Register};
+use chamade_actors::room::{CallState, Command, Direction, Room, RoomError, Snapshot};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::Caller;
+use crate::db::calls::{self as store, CallRow};
+use crate::db::{now_ms, repo, rfc3339};
+use crate::error::{ApiError, ErrorBody};
+use crate::platforms::PLATFORMS;
+use crate::state::AppState;
+
+/// The registry as handlers receive it.
+pub type Registry = web::Data<Addr<CallRegistry>>;
+
+/// Platforms `POST /api/call` accepts: the spec's list plus the gateway's own `web` rooms.
+const CALL_PLATFORMS: &[&str] = &[
+    "discord", "teams", "meet", "zoom", "telegram", "nctalk", "sip", "whatsapp", "web",
+];
+
+/// `POST /api/call`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCall {
+    /// `discord`, `teams`, `meet`, `zoom`, `telegram`, `nctalk`, `sip`, `whatsapp` or `web`.
+    pub platform: String,
+    /// Meeting URL or SIP URI; not needed for `web`.
+    #[serde(default)]
+    pub meeting_url: Option<String>,
+    /// The agent's display name (default "AI Agent").
+    #[serde(default)]
+    pub agent_name: Option<String>,
+    /// Whether hosted STT transcribes the call (default true; false for BYO-STT).
+    #[serde(default)]
+    pub transcripts: Option<bool>,
+}
+
+/// The audio format of the call WebSocket.
+#[derive(Serialize, ToSchema)]
+pub struct AudioFormat {
+    /// The room's native rate (agents may declare another with `audio_config`).
+    pub sample_rate: u32,
+    /// Always `pcm_s16le`.
+    pub format: &'static str,
+    /// Always 1.
+    pub channels: u8,
+    /// Always 20.
+    pub frame_duration_ms: u32,
+    /// Bytes of one 20 ms frame at `sample_rate`.
+    pub frame_bytes: usize,
+}
+
+/// A call as the API shows it.
+#[derive(Serialize, ToSchema)]
+pub struct CallInfo {
+    /// The call's id.
+    pub call_id: String,
+    /// The room's id.
+    pub room_id: String,
+    /// The agent's participant id in the room.
+    pub participant_id: String,
+    /// The call WebSocket.
+    pub text_ws_url: String,
+    /// `connecting`, `ringing`, `active`, `ended`, `refused`, `missed`, `disconnected`, `error`.
+    pub state: String,
+    /// What the platform exposes.
+    pub capabilities: Vec<&'static str>,
+    /// Platform name.
+    pub platform: String,
+    /// Meeting URL or SIP URI.
+    pub meeting_url: String,
+    /// The agent's display name.
+    pub agent_name: String,
+    /// PCM format on the WebSocket.
+    pub audio: AudioFormat,
+    /// Transcript lines (`"[Speaker] text"`) from `since` on; only in `GET /api/call/{id}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transcript: Option<Vec<String>>,
+    /// Total transcript lines, the next `since`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transcript_length: Option<usize>,
+    /// `outbound` or `inbound`.
+    pub direction: String,
+    /// The caller, for inbound calls.
+    pub caller: String,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339, or null while the call is live.
+    pub ended_at: Option<String>,
+}
+
+fn capabilities(platform: &str) -> Vec<&'static str> {
+    if platform == "web" {
+        return vec!["audio_in", "audio_out", "read", "write"];
+    }
+    PLATFORMS
+        .iter()
+        .find(|p| p.name == platform)
+        .map(|p| p.capabilities.to_vec())
+        .unwrap_or_default()
+}
+
+fn state_name(state: CallState) -> String {
+    serde_json::to_value(state)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// Where clients reach this server: the configured `public_url`, else the scheme and host the
+/// request came in on (so a server on 0.0.0.0 behind any name answers with that name).
+fn base_url(state: &AppState, req: &HttpRequest) -> String {
+    match &state.config.public_url {
+        Some(url) => url.trim_end_matches('/').to_string(),
+        None => {
+            let conn = req.connection_info();
+            format!("{}://{}", conn.scheme(), conn.host())
+        }
+    }
+}
+
+fn ws_url(base: &str, call_id: &str) -> String {
+    let base = base
+        .strip_prefix("https://")
+        .map(|rest| format!("wss://{rest}"))
+        .or_else(|| {
+            base.strip_prefix("http://")
+                .map(|rest| format!("ws://{rest}"))
+        })
+        .unwrap_or_else(|| base.to_string());
+    format!("{base}/api/call/{call_id}/stream")
+}
+
+fn info(base: &str, row: &CallRow, live: Option<CallState>) -> CallInfo {
+    let rate = u32::try_from(row.sample_rate).unwrap_or(48_000);
+    CallInfo {
+        call_id: row.id.clone(),
+        room_id: row.id.clone(),
+        participant_id: format!("{}:agent", row.id),
+        text_ws_url: ws_url(base, &row.id),
+        state: live.map_or_else(|| row.state.clone(), state_name),
+        capabilities: capabilities(&row.platform),
+        platform: row.platform.clone(),
+        meeting_url: row.meeting_url.clone(),
+        agent_name: row.agent_name.clone(),
+        audio: AudioFormat {
+            sample_rate: rate,
+            format: "pcm_s16le",
+            channels: 1,
+            frame_duration_ms: 20,
+            frame_bytes: rate as usize / 50 * 2,
+        },
+        transcript: None,
+        transcript_length: None,
+        direction: row.direction.clone(),
+        caller: row.caller.clone(),
+        created_at: rfc3339(row.created_at),
+        ended_at: row.ended_at.map(rfc3339),
+    }
+}
+
+fn room_error(e: RoomError) -> ApiError {
+    match e {
+        RoomError::WrongState { .. } => ApiError::Conflict(e.to_string()),
+        other => ApiError::Unprocessable(other.to_string()),
+    }
+}
+
+fn mailbox<E: std::fmt::Display>(e: E) -> ApiError {
+    ApiError::internal(format!("room unavailable: {e}"))
+}
+
+/// The caller's live room for `call_id`, or 404 (unknown, ended, or another user's).
+async fn live_room(
+    registry: &Registry,
+    caller: &Caller,
+    call_id: &str,
+) -> Result<Addr<Room>, ApiError> {
+    registry
+        .send(Lookup {
+            call_id: call_id.to_string(),
+            owner: caller.user_id.clone(),
+        })
+        .await
+        .map_err(mailbox)?
+        .ok_or_else(call_not_found)
+}
+
+fn call_not_found() -> ApiError {
+    ApiError::NotFound("Call not found".into())
+}
+
+/// Stores a state the room reached (and `ended_at` for a terminal one).
+async fn persist_state(
+    state: &AppState,
+    caller: &Caller,
+    call_id: &str,
+    to: CallState,
+) -> Result<(), ApiError> {
+    let (user, id) = (caller.user_id.clone(), call_id.to_string());
+    let name = state_name(to);
+    let ended = to.is_terminal().then(now_ms);
+    state
+        .db(move |c| store::set_state(c, &user, &id, &name, ended))
+        .await
+}
+
+/// Joins a meeting or starts a call.
+#[utoipa::path(
+    request_body = CreateCall,
+    responses(
+        (status = 200, body = CallInfo),
+        (status = 400, body = ErrorBody, description = "platform not available or not configured"),
+        (status = 401, body = ErrorBody),
+        (status = 422, body = ErrorBody),
+        (status = 429, body = ErrorBody, description = "Concurrent call limit reached"),
+    ),
+    security(("api_key" = []))
+)]
+#[post("/call")]
+pub async fn create(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    registry: Registry,
+    caller: Caller,
+    body: web::Json<CreateCall>,
+) -> Result<web::Json<CallInfo>, ApiError> {
+    let body = body.into_inner();
+    let platform = body.platform.trim().to_lowercase();
+    if !CALL_PLATFORMS.contains(&platform.as_str()) {
+        return Err(ApiError::Unprocessable(format!(
+            "Unknown platform {:?}; one of: {}",
+            body.platform,
+            CALL_PLATFORMS.join(", ")
+        )));
+    }
+    if platform != "web" {
+        let user = caller.user_id.clone();
+        let has_trunk = platform == "sip"
+            && state
+                .db(move |c| repo::sip_trunk_of(c, &user))
+                .await?
+                .is_some();
+        if platform == "sip" && !has_trunk {
+            return Err(ApiError::bad_request(
+                "no_sip_trunk",
+                "No SIP trunk configured",
+            ));
+        }
+        return Err(ApiError::bad_request(
+            "platform_unavailable",
+            format!(
+                "The {platform} bridge is not available on this server yet; use platform \"web\""
+            ),
+        ));
+    }
+    let agent_name = body
+        .agent_name
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "AI Agent".to_string());
+    if agent_name.chars().count() > 100 {
+        return Err(ApiError::Unprocessable(
+            "agent_name must be at most 100 characters".into(),
+        ));
+    }
+    let rate = chamade_actors::native_rate(&platform).map_or(48_000, |r| r.hz());
+    let row = CallRow {
+        id: uuid::Uuid::new_v4().to_string(),
+        user_id: caller.user_id.clone(),
+        platform,
+        meeting_url: body.meeting_url.unwrap_or_default(),
+        agent_name,
+        direction: "outbound".into(),
+        caller: String::new(),
+        state: "connecting".into(),
+        sample_rate: i32::try_from(rate).unwrap_or(48_000),
+        created_at: now_ms(),
+        ended_at: None,
+    };
+    let room = actix::Actor::start(Room::new(Direction::Outbound));
+    registry
+        .send(Register {
+            call_id: row.id.clone(),
+            owner: caller.user_id.clone(),
+            room: room.clone(),
+            limit: state.config.max_concurrent_calls as usize,
+        })
+        .await
+        .map_err(mailbox)?
+        .map_err(|LimitReached(_)| {
+            ApiError::TooManyRequests("Concurrent call limit reached".into())
+        })?;
+    let stored = row.clone();
+    state.db(move |c| store::insert_call(c, &stored)).await?;
+    // A `web` room is hosted here: it is ready at once.
+    let now = room
+        .send(Command::Connected)
+        .await
+        .map_err(mailbox)?
+        .map_err(room_error)?;
+    persist_state(&state, &caller, &row.id, now).await?;
+    tracing::info!(call_id = %row.id, platform = %row.platform, "call created");
+    Ok(web::Json(info(&base_url(&state, &req), &row, Some(now))))
+}
+
+/// `?since=N` of `GET /api/call/{id}`.
+#[derive(Deserialize, IntoParams)]
+pub struct Since {
+    /// First transcript line wanted (the previous `transcript_length`).
+    #[serde(default)]
+    pub since: usize,
+}
+
+/// A call's state and transcript (delta with `since`).
+#[utoipa::path(
+    params(("call_id" = String, Path, description = "call id"), Since),
+    responses((status = 200, body = CallInfo), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("api_key" = []))
+)]
+#[get("/call/{call_id}")]
+pub async fn status(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    registry: Registry,
+    caller: Caller,
+    path: web::Path<String>,
+    query: web::Query<Since>,
+) -> Result<web::Json<CallInfo>, ApiError> {
+    let call_id = path.into_inner();
+    let since = query.since;
+    let (user, id) = (caller.user_id.clone(), call_id.clone());
+    let row = state
+        .db(move |c| store::call_of(c, &user, &id))
+        .await?
+        .ok_or_else(call_not_found)?;
+    let live = registry
+        .send(Lookup {
+            call_id: call_id.clone(),
+            owner: caller.user_id.clone(),
+        })
+        .await
+        .map_err(mailbox)?;
+    let mut out;
+    if let Some(room) = live
+        && let Ok(snap) = room.send(Snapshot { since }).await
+    {
+        out = info(&base_url(&state, &req), &row, Some(snap.state));
+        out.transcript = Some(snap.transcript.iter().map(|l| l.render()).collect());
+        out.transcript_length = Some(snap.transcript_length);
+    } else {
+        let (user, id) = (caller.user_id.clone(), call_id.clone());
+        let since_idx = i32::try_from(since).unwrap_or(i32::MAX);
+        let (lines, total) = state
+            .db(move |c| {
+                Ok((
+                    store::lines_since(c, &user, &id, since_idx)?,
+                    store::line_count(c, &user, &id)?,
+                ))
+            })
+            .await?;
+        out = info(&base_url(&state, &req), &row, None);
+        out.transcript = Some(
+            lines
+                .iter()
+                .map(|l| format!("[{}] {}", l.speaker, l.text))
+                .collect(),
+        );
+        out.transcript_length = Some(usize::try_from(total).unwrap_or(0));
+    }
+    Ok(web::Json(out))
+}
+
+/// `GET /api/calls`.
+#[derive(Serialize, ToSchema)]
+pub struct CallList {
+    /// The caller's live calls.
+    pub calls: Vec<CallInfo>,
+}
+
+/// The caller's active calls.
+#[utoipa::path(
+    responses((status = 200, body = CallList), (status = 401, body = ErrorBody)),
+    security(("api_key" = []))
+)]
+#[get("/calls")]
+pub async fn list(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    registry: Registry,
+    caller: Caller,
+) -> Result<web::Json<CallList>, ApiError> {
+    let live = registry
+        .send(LiveCalls {
+            owner: caller.user_id.clone(),
+        })
+        .await
+        .map_err(mailbox)?;
+    let user = caller.user_id.clone();
+    let rows = state.db(move |c| store::calls_of(c, &user)).await?;
+    let base = base_url(&state, &req);
+    Ok(web::Json(CallList {
+        calls: rows
+            .iter()
+            .filter(|r| live.contains(&r.id))
+            .map(|r| info(&base, r, None))
+            .collect(),
+    }))
+}
+
+/// The state after a command.
+#[derive(Serialize, ToSchema)]
+pub struct CallStateReply {
+    /// The call.
+    pub call_id: String,
+    /// Its state now.
+    pub state: String,
+}
+
+async fn command(
+    state: &AppState,
+    registry: &Registry,
+    caller: &Caller,
+    call_id: &str,
+    cmd: Command,
+) -> Result<CallStateReply, ApiError> {
+    let room = live_room(registry, caller, call_id).await?;
+    let now = room.send(cmd).await.map_err(mailbox)?.map_err(room_error)?;
+    persist_state(state, caller, call_id, now).await?;
+    Ok(CallStateReply {
+        call_id: call_id.to_string(),
+        state: state_name(now),
+    })
+}
+
+/// Accepts a ringing inbound call.
+#[utoipa::path(
+    params(("call_id" = String, Path, description = "call id")),
+    responses((status = 200, body = CallStateReply), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("api_key" = []))
+)]
+#[post("/call/{call_id}/accept")]
+pub async fn accept(
+    state: web::Data<AppState>,
+    registry: Registry,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<web::Json<CallStateReply>, ApiError> {
+    Ok(web::Json(
+        command(&state, &registry, &caller, &path, Command::Accept).await?,
+    ))
+}
+
+/// Refuses a ringing inbound call.
+#[utoipa::path(
+    params(("call_id" = String, Path, description = "call id")),
+    responses((status = 200, body = CallStateReply), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("api_key" = []))
+)]
+#[post("/call/{call_id}/refuse")]
+pub async fn refuse(
+    state: web::Data<AppState>,
+    registry: Registry,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<web::Json<CallStateReply>, ApiError> {
+    Ok(web::Json(
+        command(&state, &registry, &caller, &path, Command::Refuse).await?,
+    ))
+}
+
+/// Hangs up: the call ends and every call WebSocket gets `call_state: ended`.
+#[utoipa::path(
+    params(("call_id" = String, Path, description = "call id")),
+    responses((status = 200, body = CallStateReply), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("api_key" = []))
+)]
+#[delete("/call/{call_id}")]
+pub async fn hang_up(
+    state: web::Data<AppState>,
+    registry: Registry,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<web::Json<CallStateReply>, ApiError> {
+    Ok(web::Json(
+        command(&state, &registry, &caller, &path, Command::HangUp).await?,
+    ))
+}
+
+/// `POST /api/call/{id}/chat`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendChat {
+    /// 1 to 10,000 characters.
+    pub text: String,
+    /// Sender name shown in the meeting (default: the agent's name).
+    #[serde(default)]
+    pub sender_name: Option<String>,
+}
+
+/// A sent chat message.
+#[derive(Serialize, ToSchema)]
+pub struct ChatSent {
+    /// `sent`.
+    pub status: &'static str,
+}
+
+/// Sends a chat message into the call.
+#[utoipa::path(
+    params(("call_id" = String, Path, description = "call id")),
+    request_body = SendChat,
+    responses((status = 200, body = ChatSent), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("api_key" = []))
+)]
+#[post("/call/{call_id}/chat")]
+pub async fn chat(
+    state: web::Data<AppState>,
+    registry: Registry,
+    caller: Caller,
+    path: web::Path<String>,
+    body: web::Json<SendChat>,
+) -> Result<web::Json<ChatSent>, ApiError> {
+    let body = body.into_inner();
+    let room = live_room(&registry, &caller, &path).await?;
+    let sender = match body.sender_name.filter(|s| !s.trim().is_empty()) {
+        Some(s) => s,
+        None => {
+            let (user, id) = (caller.user_id.clone(), path.to_string());
+            state
+                .db(move |c| store::call_of(c, &user, &id))
+                .await?
+                .map_or_else(|| "AI Agent".to_string(), |r| r.agent_name)
+        }
+    };
+    room.send(Command::Chat {
+        sender,
+        text: body.text,
+    })
+    .await
+    .map_err(mailbox)?
+    .map_err(room_error)?;
+    Ok(web::Json(ChatSent { status: "sent" }))
+}
+
+/// `POST /api/call/{id}/say`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Say {
+    /// What to say.
+    pub text: String,
+}
+
+/// Speaks through hosted TTS: 400 until a TTS provider runs on this server.
+#[utoipa::path(
+    params(("call_id" = String, Path, description = "call id")),
+    request_body = Say,
+    responses((status = 400, body = ErrorBody, description = "Hosted TTS not configured"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("api_key" = []))
+)]
+#[post("/call/{call_id}/say")]
+pub async fn say(
+    registry: Registry,
+    caller: Caller,
+    path: web::Path<String>,
+    _body: web::Json<Say>,
+) -> Result<HttpResponse, ApiError> {
+    live_room(&registry, &caller, &path).await?;
+    Err(ApiError::bad_request(
+        "tts_not_configured",
+        "Hosted TTS not configured: send PCM on the call WebSocket instead",
+    ))
+}
+
+/// Shows a typing indicator in the meeting chat (a no-op on platforms without one).
+#[utoipa::path(
+    params(("call_id" = String, Path, description = "call id")),
+    responses((status = 200, body = ChatSent), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("api_key" = []))
+)]
+#[post("/call/{call_id}/typing")]
+pub async fn typing(
+    registry: Registry,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<web::Json<ChatSent>, ApiError> {
+    live_room(&registry, &caller, &path).await?;
+    Ok(web::Json(ChatSent { status: "sent" }))
+}
