@@ -11,9 +11,11 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod linking;
+pub mod media_plane;
 pub mod platforms;
 pub mod server;
 pub mod state;
+pub mod ws;
 
 pub use config::{Config, ConfigError, Overrides};
 

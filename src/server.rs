@@ -19,6 +19,9 @@ pub enum StartError {
     /// The database could not be opened or migrated.
     #[error(transparent)]
     Db(#[from] db::DbError),
+    /// The mixer shards could not be started.
+    #[error("{0}")]
+    Media(String),
     /// The address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -51,6 +54,10 @@ pub fn build(listener: TcpListener, state: AppState, workers: usize) -> Result<S
     let registry = web::Data::new(actix::Actor::start(
         chamade_actors::registry::CallRegistry::default(),
     ));
+    let media = web::Data::new(
+        crate::media_plane::MediaPlane::start(state.config.effective_mixer_shards())
+            .map_err(|e| StartError::Media(e.to_string()))?,
+    );
     let data = web::Data::new(state);
     let addr = listener
         .local_addr()
@@ -64,6 +71,7 @@ pub fn build(listener: TcpListener, state: AppState, workers: usize) -> Result<S
             .app_data(data.clone())
             .app_data(doc.clone())
             .app_data(registry.clone())
+            .app_data(media.clone())
             .app_data(api::json_config())
             .app_data(api::path_config())
             .app_data(api::query_config())
@@ -73,6 +81,10 @@ pub fn build(listener: TcpListener, state: AppState, workers: usize) -> Result<S
                     web::get().to(|doc: web::Data<utoipa::openapi::OpenApi>| async move {
                         web::Json(doc.get_ref().clone())
                     }),
+                )
+                .route(
+                    "/api/call/{call_id}/stream",
+                    web::get().to(crate::ws::stream),
                 )
             })
             .configure(api::routes)

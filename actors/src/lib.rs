@@ -2,9 +2,13 @@
 //! participant actor per leg, the mixer shard threads that tick every 20 ms, and the
 //! platform bridges.
 //!
-//! The call tree is built on `chamade-media`; this crate grows with the call API. For now it
-//! exposes the one decision every shard and room shares: the mixing rate of each platform.
+//! The call tree is built on `chamade-media`; this crate grows with the call API. Built so
+//! far: the mixer shards ([`shard`]: the engine, its thread and pool, and the tick order)
+//! and the one decision every shard and room shares, the mixing rate of each platform.
 #![deny(missing_docs)]
+
+pub mod ids;
+pub mod shard;
 
 pub mod registry;
 pub mod room;

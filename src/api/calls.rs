@@ -13,6 +13,7 @@ use crate::auth::Caller;
 use crate::db::calls::{self as store, CallRow};
 use crate::db::{now_ms, repo, rfc3339};
 use crate::error::{ApiError, ErrorBody};
+use crate::media_plane::MediaPlane;
 use crate::platforms::PLATFORMS;
 use crate::state::AppState;
 
@@ -177,7 +178,7 @@ fn mailbox<E: std::fmt::Display>(e: E) -> ApiError {
 }
 
 /// The caller's live room for `call_id`, or 404 (unknown, ended, or another user's).
-async fn live_room(
+pub async fn live_room(
     registry: &Registry,
     caller: &Caller,
     call_id: &str,
@@ -228,6 +229,7 @@ pub async fn create(
     req: HttpRequest,
     state: web::Data<AppState>,
     registry: Registry,
+    media: web::Data<MediaPlane>,
     caller: Caller,
     body: web::Json<CreateCall>,
 ) -> Result<web::Json<CallInfo>, ApiError> {
@@ -284,7 +286,12 @@ pub async fn create(
         created_at: now_ms(),
         ended_at: None,
     };
-    let room = actix::Actor::start(Room::new(Direction::Outbound));
+    let native =
+        chamade_actors::native_rate(&row.platform).unwrap_or(chamade_media::SampleRate::HZ_48000);
+    let media_room = media
+        .open_room(native)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let room = actix::Actor::start(Room::new(Direction::Outbound).with_media(media_room, native));
     registry
         .send(Register {
             call_id: row.id.clone(),
@@ -321,7 +328,7 @@ pub struct Since {
 /// A call's state and transcript (delta with `since`).
 #[utoipa::path(
     params(("call_id" = String, Path, description = "call id"), Since),
-    responses((status = 200, body = CallInfo), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = CallInfo), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("api_key" = []))
 )]
 #[get("/call/{call_id}")]
@@ -426,12 +433,23 @@ pub struct CallStateReply {
 async fn command(
     state: &AppState,
     registry: &Registry,
+    media: &MediaPlane,
     caller: &Caller,
     call_id: &str,
     cmd: Command,
 ) -> Result<CallStateReply, ApiError> {
     let room = live_room(registry, caller, call_id).await?;
+    let media_room = room
+        .send(Snapshot { since: usize::MAX })
+        .await
+        .map_err(mailbox)?
+        .media_room;
     let now = room.send(cmd).await.map_err(mailbox)?.map_err(room_error)?;
+    if now.is_terminal()
+        && let Some(id) = media_room
+    {
+        media.close_room(id);
+    }
     persist_state(state, caller, call_id, now).await?;
     Ok(CallStateReply {
         call_id: call_id.to_string(),
@@ -449,11 +467,12 @@ async fn command(
 pub async fn accept(
     state: web::Data<AppState>,
     registry: Registry,
+    media: web::Data<MediaPlane>,
     caller: Caller,
     path: web::Path<String>,
 ) -> Result<web::Json<CallStateReply>, ApiError> {
     Ok(web::Json(
-        command(&state, &registry, &caller, &path, Command::Accept).await?,
+        command(&state, &registry, &media, &caller, &path, Command::Accept).await?,
     ))
 }
 
@@ -467,11 +486,12 @@ pub async fn accept(
 pub async fn refuse(
     state: web::Data<AppState>,
     registry: Registry,
+    media: web::Data<MediaPlane>,
     caller: Caller,
     path: web::Path<String>,
 ) -> Result<web::Json<CallStateReply>, ApiError> {
     Ok(web::Json(
-        command(&state, &registry, &caller, &path, Command::Refuse).await?,
+        command(&state, &registry, &media, &caller, &path, Command::Refuse).await?,
     ))
 }
 
@@ -485,11 +505,12 @@ pub async fn refuse(
 pub async fn hang_up(
     state: web::Data<AppState>,
     registry: Registry,
+    media: web::Data<MediaPlane>,
     caller: Caller,
     path: web::Path<String>,
 ) -> Result<web::Json<CallStateReply>, ApiError> {
     Ok(web::Json(
-        command(&state, &registry, &caller, &path, Command::HangUp).await?,
+        command(&state, &registry, &media, &caller, &path, Command::HangUp).await?,
     ))
 }
 

@@ -11,3 +11,4 @@ mod cli;
 mod openapi;
 mod settings_api;
 mod sip_api;
+mod stream_ws;

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use actix::prelude::*;
+use chamade_media::SampleRate;
 
 use super::{
     CallState, Direction, Member, ParticipantKind, RoomError, RoomEvent, RoomState, TranscriptLine,
@@ -18,6 +19,8 @@ pub struct Room {
     state: RoomState,
     subscribers: HashMap<u64, Recipient<Delivered>>,
     next_subscriber: u64,
+    media: Option<u64>,
+    rate: SampleRate,
 }
 
 impl Room {
@@ -27,7 +30,16 @@ impl Room {
             state: RoomState::new(direction),
             subscribers: HashMap::new(),
             next_subscriber: 1,
+            media: None,
+            rate: SampleRate::HZ_48000,
         }
+    }
+
+    /// Names the mixer room that carries this call's audio, and its rate.
+    pub fn with_media(mut self, media_room: u64, rate: SampleRate) -> Room {
+        self.media = Some(media_room);
+        self.rate = rate;
+        self
     }
 
     fn fan_out(&mut self, events: &[RoomEvent]) {
@@ -56,6 +68,10 @@ pub struct RoomSnapshot {
     pub transcript_length: usize,
     /// Who is in the room.
     pub members: Vec<Member>,
+    /// The mixer room carrying the call's audio, if it has audio.
+    pub media_room: Option<u64>,
+    /// The room's native mixing rate.
+    pub rate: SampleRate,
 }
 
 /// Reads the room, with transcript lines from index `since`.
@@ -75,6 +91,8 @@ impl Handler<Snapshot> for Room {
             transcript: lines.to_vec(),
             transcript_length: total,
             members: self.state.members().to_vec(),
+            media_room: self.media,
+            rate: self.rate,
         })
     }
 }

@@ -80,6 +80,7 @@ impl TestServer {
             data_dir: dir.0.clone(),
             database_url: pg.as_ref().map(|d| d.url.clone()),
             db_pool_size: 4,
+            mixer_shards: 1,
             ..Config::default()
         };
         adjust(&mut config);

@@ -1,0 +1,63 @@
+//! Mixer shards: the media plane's threads, each mixing many rooms every 20 ms.
+//!
+//! A shard owns its rooms outright; the control plane changes them only by sending
+//! [`ShardCommand`]s, which the shard drains at the top of each tick. Everything a command
+//! brings (rings, resamplers, buffers) is built by the control plane beforehand
+//! ([`RoomMedia::new`], [`ParticipantMedia::new`]), and everything a shard lets go of is sent
+//! back over a disposal channel ([`Disposed`]), so a tick neither allocates nor frees.
+//!
+//! The engine, [`ShardCore`], has no clock: one call to [`ShardCore::tick`] is one 20 ms
+//! tick, which is how tests and benches drive it. [`MixerShard`] runs it on a named thread
+//! against an absolute deadline grid ([`TickSchedule`]); [`MixerPool`] places rooms.
+//!
+//! One tick, as run by the thread:
+//!
+//! ```text
+//! wake at the grid deadline; count ticks missed by a whole period; run at most 5
+//! per due tick:
+//!   drain commands (try_recv until empty): add/remove room or participant, set mode
+//!   for each room with participants:
+//!     for each participant:
+//!       flush its input ring if its leg asked (barge-in)
+//!       pull one 20 ms frame from its input ring at its own rate
+//!       audio (and it talks)  → resample leg rate → room rate into the mixer's input slot
+//!       nothing / held tail  → set_silent (free); one silent frame still flushes the
+//!                              input resampler's 5 ms tail after an utterance
+//!     mix(): sum talkers in i32, shared = saturate(sum), private = saturate(sum − own)
+//!     for each participant that listens:
+//!       Private (it talked) → its own resampler room → its rate
+//!       Shared              → the room's lane for its rate, resampled once per tick
+//!                             (a silent mix after a flushed lane costs a fill)
+//!       push the whole frame to its output ring, or count an output overrun if full
+//!   record the tick's duration in the histogram
+//! ```
+//!
+//! Every listener gets exactly one frame per tick, silent or not, so a leg can pace itself
+//! on its output ring. Overrun policy on output rings: the shard cannot discard the oldest
+//! samples of an SPSC ring it only writes, so a full ring loses the newest frame and the
+//! reader is expected to [`trim_to`](chamade_media::ring::PcmConsumer::trim_to) its latency
+//! target before pulling.
+
+mod clock;
+mod command;
+mod core;
+mod media;
+mod stats;
+mod thread;
+
+pub use clock::{Clock, DEFAULT_MAX_TICKS_PER_WAKE, SystemClock, TICK, TickSchedule, Wake};
+pub use command::{Disposed, Rejection, ShardCommand};
+pub use core::{DEFAULT_ROOM_CAPACITY, ShardCore, disposal_channel};
+/// The channel ends the shard API speaks (commands in, disposals out).
+pub use crossbeam_channel::{Receiver, Sender};
+pub use media::{LegEnds, OUTPUT_RING_MS, ParticipantMedia, RoomMedia, SharedLane};
+pub use stats::{
+    ParticipantSnapshot, ParticipantStats, ShardSnapshot, ShardStats, TICK_BUCKET_BOUNDS_US,
+    TICK_BUCKETS,
+};
+pub use thread::{
+    MixerPool, MixerShard, ShardConfig, ShardHandle, ShardIndex, ShardPanicked, ShardSendError,
+};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,510 @@
+//! The engine stepped by hand: every test counts frames and measures tones, none sleeps.
+
+use chamade_media::SampleRate;
+use chamade_media::analysis::{rms, sine, tone_amplitude};
+use chamade_media::mixer::MixMode;
+use chamade_media::ring::{PcmConsumer, Pull};
+use crossbeam_channel::{Receiver, bounded};
+
+use super::*;
+use crate::ids::{ParticipantId, RoomId};
+
+const R16: SampleRate = SampleRate::HZ_16000;
+const R24: SampleRate = SampleRate::HZ_24000;
+const R48: SampleRate = SampleRate::HZ_48000;
+const ROOM: RoomId = RoomId(1);
+
+/// Frames skipped before measuring: the resamplers' 5 ms delays and the tone onset.
+const WARM_UP: usize = 5;
+/// Frames measured: 0.8 s holds a whole number of periods of every tone used here.
+const MEASURED: usize = 40;
+
+fn shard() -> (ShardCore, Receiver<Disposed>) {
+    let (tx, rx) = bounded(256);
+    (ShardCore::new(tx), rx)
+}
+
+fn add_room(core: &mut ShardCore, room: RoomId, rate: SampleRate, max: usize) {
+    core.apply(ShardCommand::AddRoom {
+        room,
+        media: Box::new(RoomMedia::new(rate, max)),
+    });
+}
+
+fn join(
+    core: &mut ShardCore,
+    id: u64,
+    room_rate: SampleRate,
+    rate: SampleRate,
+    mode: MixMode,
+) -> LegEnds {
+    join_with(core, id, room_rate, rate, mode, OUTPUT_RING_MS)
+}
+
+fn join_with(
+    core: &mut ShardCore,
+    id: u64,
+    room_rate: SampleRate,
+    rate: SampleRate,
+    mode: MixMode,
+    output_ms: u64,
+) -> LegEnds {
+    let (media, ends) = ParticipantMedia::with_output_ms(room_rate, rate, rate, mode, output_ms)
+        .expect("supported rates");
+    core.apply(ShardCommand::AddParticipant {
+        room: ROOM,
+        participant: ParticipantId(id),
+        media: Box::new(media),
+    });
+    ends
+}
+
+/// Queues `frames` frames of a −12 dBFS tone at the leg's input rate.
+fn talk(leg: &mut LegEnds, freq: f64, frames: usize) {
+    let rate = leg.input.rate();
+    let tone = sine(rate, freq, -12.0, rate.frame_samples() * frames);
+    let pushed = leg.input.push_samples(&tone);
+    assert_eq!(pushed.dropped, 0);
+}
+
+/// Pulls every whole frame queued in an output ring.
+fn read_all(out: &mut PcmConsumer) -> Vec<Vec<i16>> {
+    let mut frames = Vec::new();
+    loop {
+        let mut frame = vec![0i16; out.rate().frame_samples()];
+        match out.pull_frame(&mut frame) {
+            Pull::Frame => frames.push(frame),
+            _ => return frames,
+        }
+    }
+}
+
+fn heard(leg: &mut LegEnds) -> (SampleRate, Vec<i16>) {
+    let out = leg.output.as_mut().expect("listens");
+    let rate = out.rate();
+    let frames = read_all(out);
+    let measured: Vec<i16> = frames
+        .iter()
+        .skip(WARM_UP)
+        .take(MEASURED)
+        .flatten()
+        .copied()
+        .collect();
+    assert_eq!(measured.len(), MEASURED * rate.frame_samples());
+    (rate, measured)
+}
+
+fn hears(leg: &mut LegEnds, present: &[f64], absent: &[f64]) {
+    let (rate, samples) = heard(leg);
+    for &f in present {
+        let a = tone_amplitude(&samples, rate, f);
+        assert!(a > 0.2, "{f} Hz should be heard at {rate}, amplitude {a}");
+    }
+    for &f in absent {
+        let a = tone_amplitude(&samples, rate, f);
+        assert!(
+            a < 0.005,
+            "{f} Hz should not be heard at {rate}, amplitude {a}"
+        );
+    }
+}
+
+fn ticks(core: &mut ShardCore, n: usize) {
+    for _ in 0..n {
+        core.tick();
+    }
+}
+
+fn disposed(rx: &Receiver<Disposed>) -> Vec<Disposed> {
+    rx.try_iter().collect()
+}
+
+#[test]
+fn media_can_cross_to_the_shard_thread() {
+    fn send<T: Send>() {}
+    send::<ShardCommand>();
+    send::<Disposed>();
+    send::<ShardCore>();
+    send::<LegEnds>();
+}
+
+#[test]
+fn two_rates_each_hear_the_other_through_a_48k_room() {
+    let (mut core, _rx) = shard();
+    add_room(&mut core, ROOM, R48, 4);
+    let mut a = join(&mut core, 1, R48, R16, MixMode::Full);
+    let mut b = join(&mut core, 2, R48, R24, MixMode::Full);
+    talk(&mut a, 440.0, 50);
+    talk(&mut b, 1000.0, 50);
+    ticks(&mut core, 50);
+    hears(&mut a, &[1000.0], &[440.0]);
+    hears(&mut b, &[440.0], &[1000.0]);
+    let s = core.stats().snapshot();
+    assert_eq!(s.ticks, 50);
+    assert_eq!((s.rooms, s.participants), (1, 2));
+}
+
+#[test]
+fn three_participants_hear_the_other_two_and_not_themselves() {
+    let (mut core, _rx) = shard();
+    add_room(&mut core, ROOM, R48, 4);
+    let mut legs = [
+        join(&mut core, 1, R48, SampleRate::HZ_8000, MixMode::Full),
+        join(&mut core, 2, R48, R16, MixMode::Full),
+        join(&mut core, 3, R48, R48, MixMode::Full),
+    ];
+    let tones = [300.0, 700.0, 1100.0];
+    for (leg, &f) in legs.iter_mut().zip(&tones) {
+        talk(leg, f, 50);
+    }
+    ticks(&mut core, 50);
+    for (i, leg) in legs.iter_mut().enumerate() {
+        let others: Vec<f64> = (0..3).filter(|&j| j != i).map(|j| tones[j]).collect();
+        hears(leg, &others, &[tones[i]]);
+    }
+}
+
+#[test]
+fn listen_only_participant_adds_nothing() {
+    let (mut core, _rx) = shard();
+    add_room(&mut core, ROOM, R48, 4);
+    let mut talker = join(&mut core, 1, R48, R16, MixMode::Full);
+    let mut recorder = join(&mut core, 2, R48, R16, MixMode::ListenOnly);
+    let mut listener = join(&mut core, 3, R48, R24, MixMode::Full);
+    talk(&mut talker, 440.0, 50);
+    talk(&mut recorder, 1000.0, 50);
+    ticks(&mut core, 50);
+    hears(&mut listener, &[440.0], &[1000.0]);
+    hears(&mut recorder, &[440.0], &[1000.0]);
+    let (_, own) = heard(&mut talker);
+    assert!(
+        rms(&own) < 1e-4,
+        "the talker hears nobody, got rms {}",
+        rms(&own)
+    );
+    // The recorder's ring is still drained in real time, so unmuting starts from now.
+    assert_eq!(recorder.stats.snapshot().frames_in, 50);
+}
+
+#[test]
+fn send_only_participant_gets_no_output_ring_and_cannot_listen() {
+    let (mut core, rx) = shard();
+    add_room(&mut core, ROOM, R48, 4);
+    let mut announcer = join(&mut core, 1, R48, R16, MixMode::SendOnly);
+    let mut listener = join(&mut core, 2, R48, R16, MixMode::Full);
+    assert!(announcer.output.is_none());
+    talk(&mut announcer, 440.0, 50);
+    ticks(&mut core, 50);
+    hears(&mut listener, &[440.0], &[]);
+    assert_eq!(announcer.stats.snapshot().frames_out, 0);
+
+    core.apply(ShardCommand::SetMode {
+        room: ROOM,
+        participant: ParticipantId(1),
+        mode: MixMode::Full,
+    });
+    assert_eq!(core.stats().snapshot().rejected_commands, 1);
+    assert!(matches!(
+        disposed(&rx).as_slice(),
+        [Disposed::Rejected {
+            reason: Rejection::NoOutput { .. },
+            ..
+        }]
+    ));
+}
+
+#[test]
+fn idle_room_gives_every_listener_one_silent_frame_per_tick() {
+    let (mut core, _rx) = shard();
+    add_room(&mut core, ROOM, R48, 4);
+    let mut legs = [
+        join(&mut core, 1, R48, R16, MixMode::Full),
+        join(&mut core, 2, R48, R24, MixMode::ListenOnly),
+        join(&mut core, 3, R48, R48, MixMode::Full),
+    ];
+    ticks(&mut core, 20);
+    for leg in &mut legs {
+        let frames = read_all(leg.output.as_mut().expect("listens"));
+        assert_eq!(frames.len(), 20);
+        assert!(frames.iter().flatten().all(|&s| s == 0));
+        let s = leg.stats.snapshot();
+        assert_eq!((s.frames_out, s.frames_silent, s.frames_in), (20, 20, 0));
+    }
+    // Silence through a flushed lane costs a fill, not an FFT.
+    assert_eq!(core.stats().snapshot().shared_resamples, 0);
+}
+
+#[test]
+fn slow_reader_does_not_stall_room() {
+    let (mut core, _rx) = shard();
+    add_room(&mut core, ROOM, R48, 4);
+    let mut talker = join(&mut core, 1, R48, R16, MixMode::Full);
+    let slow = join_with(&mut core, 2, R48, R16, MixMode::Full, 100);
+    let mut reader = join(&mut core, 3, R48, R24, MixMode::Full);
+    talk(&mut talker, 440.0, 30);
+    let mut read = 0;
+    for _ in 0..30 {
+        core.tick();
+        read += read_all(reader.output.as_mut().expect("listens")).len();
+    }
+    assert_eq!(read, 30);
+    let s = slow.stats.snapshot();
+    assert_eq!((s.frames_out, s.output_overruns), (5, 25));
+    assert_eq!(talker.stats.snapshot().frames_out, 30);
+    assert_eq!(reader.stats.snapshot().output_overruns, 0);
+    // The slow reader's ring holds whole frames only.
+    let out = slow.output.as_ref().expect("listens");
+    assert_eq!(out.queued_samples(), 5 * R16.frame_samples());
+}
+
+#[test]
+fn removed_participant_stops_receiving_and_its_media_is_disposed() {
+    let (mut core, rx) = shard();
+    add_room(&mut core, ROOM, R48, 4);
+    let mut a = join(&mut core, 1, R48, R16, MixMode::Full);
+    let mut b = join(&mut core, 2, R48, R24, MixMode::Full);
+    talk(&mut a, 440.0, 20);
+    talk(&mut b, 1000.0, 20);
+    ticks(&mut core, 10);
+    core.apply(ShardCommand::RemoveParticipant {
+        room: ROOM,
+        participant: ParticipantId(2),
+    });
+    ticks(&mut core, 10);
+
+    assert_eq!(read_all(b.output.as_mut().expect("listens")).len(), 10);
+    assert_eq!(b.stats.snapshot().frames_out, 10);
+    assert_eq!(a.stats.snapshot().frames_out, 20);
+    // B is gone from A's mix after the removal (5 ms of resampler tail aside).
+    let after: Vec<i16> = read_all(a.output.as_mut().expect("listens"))
+        .into_iter()
+        .skip(11)
+        .flatten()
+        .collect();
+    assert!(rms(&after) < 1e-4);
+    let gone = disposed(&rx);
+    assert!(matches!(
+        gone.as_slice(),
+        [Disposed::Participant { participant: ParticipantId(2), media, .. }, ..]
+            if media.rate_out() == R24
+    ));
+    assert_eq!(
+        (core.participants(), core.stats().snapshot().participants),
+        (1, 1)
+    );
+}
+
+#[test]
+fn silent_listeners_at_one_rate_share_one_resample_per_tick() {
+    let (mut core, _rx) = shard();
+    add_room(&mut core, ROOM, R48, 8);
+    let mut talker = join(&mut core, 1, R48, R16, MixMode::Full);
+    let mut listeners: Vec<LegEnds> = (2..7)
+        .map(|id| join(&mut core, id, R48, R16, MixMode::Full))
+        .collect();
+    talk(&mut talker, 440.0, 50);
+    ticks(&mut core, 50);
+    let s = core.stats().snapshot();
+    assert_eq!(
+        s.shared_resamples, 50,
+        "one shared resample per tick, not five"
+    );
+    assert_eq!(s.private_resamples, 50, "the talker's own mix-minus");
+    assert_eq!(core.room(ROOM).expect("room").shared_lanes(), 1);
+    let first = read_all(listeners[0].output.as_mut().expect("listens"));
+    assert_eq!(first.len(), 50);
+    for leg in &mut listeners[1..] {
+        assert_eq!(read_all(leg.output.as_mut().expect("listens")), first);
+    }
+}
+
+#[test]
+fn each_distinct_listener_rate_is_resampled_once() {
+    let (mut core, _rx) = shard();
+    add_room(&mut core, ROOM, R48, 8);
+    let mut talker = join(&mut core, 1, R48, R48, MixMode::Full);
+    let _listeners: Vec<LegEnds> = [R16, R16, R24, R24, R48]
+        .into_iter()
+        .enumerate()
+        .map(|(i, rate)| join(&mut core, 2 + i as u64, R48, rate, MixMode::Full))
+        .collect();
+    talk(&mut talker, 440.0, 10);
+    ticks(&mut core, 10);
+    let s = core.stats().snapshot();
+    assert_eq!(s.shared_resamples, 20);
+    assert_eq!(s.private_resamples, 0, "the talker is at the room rate");
+    assert_eq!(core.room(ROOM).expect("room").shared_lanes(), 2);
+}
+
+#[test]
+fn shared_lane_outlives_the_participant_that_brought_it() {
+    let (mut core, rx) = shard();
+    add_room(&mut core, ROOM, R48, 4);
+    let mut talker = join(&mut core, 1, R48, R48, MixMode::Full);
+    let _owner = join(&mut core, 2, R48, R16, MixMode::Full);
+    let mut other = join(&mut core, 3, R48, R16, MixMode::Full);
+    talk(&mut talker, 440.0, 50);
+    ticks(&mut core, 5);
+    core.apply(ShardCommand::RemoveParticipant {
+        room: ROOM,
+        participant: ParticipantId(2),
+    });
+    assert!(
+        !disposed(&rx).iter().any(|d| matches!(d, Disposed::Lane(_))),
+        "another reader at 16 kHz still needs the lane"
+    );
+    assert_eq!(core.room(ROOM).expect("room").shared_lanes(), 1);
+    ticks(&mut core, 45);
+    hears(&mut other, &[440.0], &[]);
+    core.apply(ShardCommand::RemoveParticipant {
+        room: ROOM,
+        participant: ParticipantId(3),
+    });
+    assert!(disposed(&rx).iter().any(|d| matches!(d, Disposed::Lane(_))));
+    assert_eq!(core.room(ROOM).expect("room").shared_lanes(), 0);
+}
+
+#[test]
+fn commands_for_unknown_rooms_and_participants_are_counted_and_ignored() {
+    let (mut core, rx) = shard();
+    add_room(&mut core, ROOM, R48, 1);
+    let (media, _ends) =
+        ParticipantMedia::new(R48, R16, R16, MixMode::Full).expect("supported rates");
+    core.apply(ShardCommand::AddParticipant {
+        room: RoomId(9),
+        participant: ParticipantId(1),
+        media: Box::new(media),
+    });
+    core.apply(ShardCommand::RemoveRoom { room: RoomId(9) });
+    core.apply(ShardCommand::RemoveParticipant {
+        room: ROOM,
+        participant: ParticipantId(5),
+    });
+    core.apply(ShardCommand::SetMode {
+        room: RoomId(9),
+        participant: ParticipantId(5),
+        mode: MixMode::ListenOnly,
+    });
+    add_room(&mut core, ROOM, R48, 1);
+    let (wrong_rate, _ends) =
+        ParticipantMedia::new(R16, R16, R16, MixMode::Full).expect("supported rates");
+    core.apply(ShardCommand::AddParticipant {
+        room: ROOM,
+        participant: ParticipantId(1),
+        media: Box::new(wrong_rate),
+    });
+    let _a = join(&mut core, 1, R48, R16, MixMode::Full);
+    let _dup = join(&mut core, 1, R48, R16, MixMode::Full);
+    let _full = join(&mut core, 2, R48, R16, MixMode::Full);
+    ticks(&mut core, 3);
+
+    let s = core.stats().snapshot();
+    assert_eq!(s.rejected_commands, 8);
+    assert_eq!(s.commands, 10);
+    assert_eq!((s.rooms, s.participants, s.ticks), (1, 1, 3));
+    let reasons: Vec<Rejection> = disposed(&rx)
+        .into_iter()
+        .filter_map(|d| match d {
+            Disposed::Rejected { reason, .. } => Some(reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            Rejection::UnknownRoom(RoomId(9)),
+            Rejection::UnknownRoom(RoomId(9)),
+            Rejection::UnknownParticipant {
+                room: ROOM,
+                participant: ParticipantId(5)
+            },
+            Rejection::UnknownRoom(RoomId(9)),
+            Rejection::DuplicateRoom(ROOM),
+            Rejection::RateMismatch {
+                room: ROOM,
+                room_rate: R48,
+                media_rate: R16
+            },
+            Rejection::DuplicateParticipant {
+                room: ROOM,
+                participant: ParticipantId(1)
+            },
+            Rejection::RoomFull { room: ROOM, max: 1 },
+        ]
+    );
+}
+
+#[test]
+fn removing_a_room_disposes_it_with_its_participants() {
+    let (mut core, rx) = shard();
+    add_room(&mut core, ROOM, R48, 4);
+    add_room(&mut core, RoomId(2), R16, 4);
+    let _a = join(&mut core, 1, R48, R16, MixMode::Full);
+    let _b = join(&mut core, 2, R48, R24, MixMode::Full);
+    ticks(&mut core, 2);
+    core.apply(ShardCommand::RemoveRoom { room: ROOM });
+    let s = core.stats().snapshot();
+    assert_eq!((s.rooms, s.participants), (1, 0));
+    match disposed(&rx).as_slice() {
+        [Disposed::Room { room, media }] => {
+            assert_eq!(*room, ROOM);
+            assert_eq!(media.len(), 2);
+        }
+        other => panic!("expected the room back, got {other:?}"),
+    }
+    core.shutdown();
+    assert_eq!(core.rooms(), 0);
+    assert_eq!(disposed(&rx).len(), 1);
+}
+
+#[test]
+fn muting_a_talker_takes_it_out_of_the_mix() {
+    let (mut core, _rx) = shard();
+    add_room(&mut core, ROOM, R48, 4);
+    let mut a = join(&mut core, 1, R48, R16, MixMode::Full);
+    let mut b = join(&mut core, 2, R48, R16, MixMode::Full);
+    talk(&mut a, 440.0, 100);
+    ticks(&mut core, 50);
+    hears(&mut b, &[440.0], &[]);
+    core.apply(ShardCommand::SetMode {
+        room: ROOM,
+        participant: ParticipantId(1),
+        mode: MixMode::ListenOnly,
+    });
+    ticks(&mut core, 50);
+    let (_, muted) = heard(&mut b);
+    assert!(rms(&muted) < 1e-4);
+    assert_eq!(core.stats().snapshot().rejected_commands, 0);
+}
+
+#[test]
+fn a_full_disposal_queue_drops_on_the_shard_and_counts() {
+    let (tx, rx) = bounded(1);
+    let mut core = ShardCore::new(tx);
+    core.apply(ShardCommand::RemoveRoom { room: RoomId(1) });
+    core.apply(ShardCommand::RemoveRoom { room: RoomId(2) });
+    assert_eq!(core.stats().snapshot().disposal_overflows, 1);
+    assert_eq!(rx.try_iter().count(), 1);
+}
+
+#[test]
+fn flush_request_drops_queued_input_at_the_next_tick() {
+    let (mut core, _rx) = shard();
+    add_room(&mut core, ROOM, R48, 4);
+    let mut agent = join(&mut core, 1, R48, R24, MixMode::Full);
+    let _caller = join(&mut core, 2, R48, R16, MixMode::Full);
+    talk(&mut agent, 440.0, 50);
+    ticks(&mut core, 5);
+    agent.stats.request_flush();
+    ticks(&mut core, 5);
+    let s = agent.stats.snapshot();
+    assert_eq!((s.frames_in, s.frames_silent), (5, 5));
+    assert_eq!(
+        s.input_ring.samples_flushed,
+        45 * R24.frame_samples() as u64
+    );
+    // A request is taken once: later audio plays.
+    talk(&mut agent, 440.0, 2);
+    ticks(&mut core, 2);
+    assert_eq!(agent.stats.snapshot().frames_in, 7);
+}

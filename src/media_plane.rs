@@ -1,0 +1,133 @@
+//! The server's handle on the mixer shards: opens a mixer room per call, seats agents in it
+//! and takes them out again. Everything that allocates (rings, resamplers) is built here, on
+//! the control plane, before a command reaches a shard.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chamade_actors::ids::{ParticipantId, RoomId};
+use chamade_actors::shard::{
+    LegEnds, MixerPool, ParticipantMedia, RoomMedia, ShardCommand, ShardIndex,
+};
+use chamade_media::SampleRate;
+use chamade_media::mixer::MixMode;
+
+/// Most participants one mixer room holds.
+pub const MAX_ROOM_PARTICIPANTS: usize = 64;
+
+/// Shard index bits in a mixer room id: the id names its shard, so no table is needed.
+const SHARD_BITS: u32 = 8;
+
+/// The mixer shards of this server.
+pub struct MediaPlane {
+    pool: MixerPool,
+    next_room: AtomicU64,
+}
+
+/// An agent's seat in a mixer room: its ring ends and where it sits.
+pub struct AgentLeg {
+    /// The rings the agent writes to and reads from.
+    pub ends: LegEnds,
+    participant: u64,
+}
+
+impl AgentLeg {
+    /// Asks the shard to drop everything the agent queued (barge-in); it happens at the
+    /// top of the next tick, on the consumer's side of the ring.
+    pub fn flush(&self) {
+        self.ends.stats.request_flush();
+    }
+}
+
+/// Why audio could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    /// The shards could not be started.
+    #[error("cannot start the mixer: {0}")]
+    Start(#[from] std::io::Error),
+    /// A resampler could not be built for the requested rate.
+    #[error("cannot carry audio at that rate: {0}")]
+    Rate(String),
+    /// The shard did not take the command (stopped or its queue is full).
+    #[error("the mixer is unavailable: {0}")]
+    Shard(String),
+}
+
+impl MediaPlane {
+    /// Starts `shards` mixer threads.
+    pub fn start(shards: usize) -> Result<MediaPlane, MediaError> {
+        Ok(MediaPlane {
+            pool: MixerPool::start(shards.clamp(1, 1 << SHARD_BITS))?,
+            next_room: AtomicU64::new(1),
+        })
+    }
+
+    fn shard_of(room: u64) -> ShardIndex {
+        ShardIndex((room & ((1 << SHARD_BITS) - 1)) as usize)
+    }
+
+    /// Opens a mixer room at `rate` on the least loaded shard; returns its id.
+    pub fn open_room(&self, rate: SampleRate) -> Result<u64, MediaError> {
+        let shard = self.pool.least_loaded();
+        let id = (self.next_room.fetch_add(1, Ordering::Relaxed) << SHARD_BITS) | shard.0 as u64;
+        let media = Box::new(RoomMedia::new(rate, MAX_ROOM_PARTICIPANTS));
+        self.pool
+            .send(
+                shard,
+                ShardCommand::AddRoom {
+                    room: RoomId(id),
+                    media,
+                },
+            )
+            .map_err(|e| MediaError::Shard(e.to_string()))?;
+        Ok(id)
+    }
+
+    /// Closes a mixer room; its participants' rings are dropped off the tick thread.
+    pub fn close_room(&self, room: u64) {
+        let _ = self.pool.send(
+            Self::shard_of(room),
+            ShardCommand::RemoveRoom { room: RoomId(room) },
+        );
+    }
+
+    /// Seats participant `participant` in `room` (mixing at `native`), writing and reading at
+    /// `rate`.
+    pub fn join(
+        &self,
+        room: u64,
+        native: SampleRate,
+        participant: u64,
+        rate: SampleRate,
+        mode: MixMode,
+    ) -> Result<AgentLeg, MediaError> {
+        let (media, ends) = ParticipantMedia::new(native, rate, rate, mode)
+            .map_err(|e| MediaError::Rate(e.to_string()))?;
+        self.pool
+            .send(
+                Self::shard_of(room),
+                ShardCommand::AddParticipant {
+                    room: RoomId(room),
+                    participant: ParticipantId(participant),
+                    media: Box::new(media),
+                },
+            )
+            .map_err(|e| MediaError::Shard(e.to_string()))?;
+        Ok(AgentLeg { ends, participant })
+    }
+
+    /// Takes an agent out of its room.
+    pub fn leave(&self, room: u64, leg: AgentLeg) {
+        let _ = self.pool.send(
+            Self::shard_of(room),
+            ShardCommand::RemoveParticipant {
+                room: RoomId(room),
+                participant: ParticipantId(leg.participant),
+            },
+        );
+    }
+
+    /// Every shard's counters.
+    pub fn stats(&self) -> Vec<chamade_actors::shard::ShardSnapshot> {
+        self.pool.stats()
+    }
+}

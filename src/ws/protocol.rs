@@ -1,0 +1,108 @@
+//! The JSON messages of the call WebSocket, as the spec names them.
+
+use serde::{Deserialize, Serialize};
+
+/// What an agent may send as a text frame.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientMessage {
+    /// Speak through hosted TTS.
+    Say {
+        /// What to say.
+        text: String,
+    },
+    /// Chat into the call.
+    SendChat {
+        /// The message.
+        text: String,
+    },
+    /// Base64 PCM, s16le mono, at `sample_rate` (or the declared rate).
+    Audio {
+        /// Base64 of the PCM bytes.
+        audio: String,
+        /// Rate of this chunk.
+        #[serde(default)]
+        sample_rate: Option<u32>,
+    },
+    /// Query the audio format, or declare a rate and opt into receiving the mix-minus.
+    AudioConfig {
+        /// The agent's rate.
+        #[serde(default)]
+        sample_rate: Option<u32>,
+        /// Receive the room's audio as binary frames.
+        #[serde(default)]
+        receive: Option<bool>,
+    },
+    /// Drop everything the agent queued (barge-in).
+    StopSpeaking,
+    /// A marker in the agent's audio: answered when playout reaches it.
+    Mark {
+        /// The agent's name for it.
+        name: String,
+    },
+}
+
+/// The reply to `audio_config`.
+#[derive(Debug, Serialize)]
+pub struct AudioConfigReply {
+    /// Always `audio_config`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The rate the agent sends and receives at.
+    pub sample_rate: u32,
+    /// The room's rate.
+    pub native_sample_rate: u32,
+    /// Whether the gateway resamples for this agent.
+    pub resampling: bool,
+    /// Always `pcm_s16le`.
+    pub format: &'static str,
+    /// Always 1.
+    pub channels: u8,
+    /// Always 20.
+    pub frame_duration_ms: u32,
+    /// Bytes of one 20 ms frame at `sample_rate`.
+    pub frame_bytes: usize,
+    /// The audio path is up.
+    pub ready: bool,
+    /// Whether the agent receives the mix-minus.
+    pub receive: bool,
+    /// Audio queued for playout, in ms.
+    pub queued_ms: u64,
+}
+
+/// `call_error` sent to this socket only.
+#[derive(Debug, Serialize)]
+pub struct ErrorReply<'a> {
+    /// Always `call_error`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// Machine-readable cause.
+    pub code: &'a str,
+    /// Explanation.
+    pub message: String,
+}
+
+impl<'a> ErrorReply<'a> {
+    /// A `call_error` with `code`.
+    pub fn new(code: &'a str, message: impl Into<String>) -> ErrorReply<'a> {
+        ErrorReply {
+            kind: "call_error",
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// The answer to a `mark`.
+#[derive(Debug, Serialize)]
+pub struct MarkReply {
+    /// Always `mark`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The agent's name for the marker.
+    pub name: String,
+    /// `played` or `cleared`.
+    pub status: &'static str,
+    /// Samples of the agent's audio actually played when the marker was reached.
+    pub samples_played: u64,
+}

@@ -1,0 +1,518 @@
+//! One call WebSocket session.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use actix_web::{HttpRequest, HttpResponse, web};
+use actix_ws::{AggregatedMessage, CloseCode, CloseReason, Session};
+use base64::Engine;
+use chamade_actors::room::{
+    Command, Delivered, Join, ParticipantKind, Room, RoomEvent, Snapshot, Subscribe, Unsubscribe,
+};
+use chamade_media::SampleRate;
+use chamade_media::mixer::MixMode;
+use chamade_media::ring::{PcmProducer, Pull};
+use tokio::sync::mpsc;
+
+use super::protocol::{AudioConfigReply, ClientMessage, ErrorReply, MarkReply};
+use super::{CODEC_LIMIT_BYTES, MAX_FRAME_BYTES};
+use crate::api::calls::{Registry, live_room};
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::media_plane::{AgentLeg, MediaPlane};
+use crate::state::AppState;
+
+/// Events waiting for a socket; a socket that falls this far behind misses events rather
+/// than stalling the room.
+const EVENT_QUEUE: usize = 256;
+/// How often the session moves the mix-minus to the socket.
+const PUMP_EVERY: Duration = Duration::from_millis(10);
+/// Keep-alive ping period, and how long a silent socket lives.
+const PING_EVERY: Duration = Duration::from_secs(15);
+const DEAD_AFTER: Duration = Duration::from_secs(45);
+/// Most return audio a slow socket may have waiting before the oldest is dropped.
+const MAX_OUTPUT_BACKLOG_MS: u64 = 200;
+
+/// Forwards a room's events into the session's queue.
+struct Forwarder(mpsc::Sender<RoomEvent>);
+
+impl Actor for Forwarder {
+    type Context = Context<Self>;
+}
+
+impl Handler<Delivered> for Forwarder {
+    type Result = ();
+    fn handle(&mut self, msg: Delivered, ctx: &mut Context<Self>) {
+        if let Err(mpsc::error::TrySendError::Closed(_)) = self.0.try_send(msg.0) {
+            ctx.stop();
+        }
+    }
+}
+
+/// Upgrades to the call WebSocket (authenticated like every route; `?api_key=` works).
+pub async fn stream(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+    registry: Registry,
+    media: web::Data<MediaPlane>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let call_id = path.into_inner();
+    let room = live_room(&registry, &caller, &call_id).await?;
+    let snap = room
+        .send(Snapshot { since: usize::MAX })
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let (response, session, messages) = actix_ws::handle(&req, body)
+        .map_err(|e| ApiError::bad_request("not_websocket", e.to_string()))?;
+    let messages = messages
+        .max_frame_size(CODEC_LIMIT_BYTES)
+        .aggregate_continuations()
+        .max_continuation_size(CODEC_LIMIT_BYTES);
+    let agent_name = {
+        let (user, id) = (caller.user_id.clone(), call_id.clone());
+        state
+            .db(move |c| crate::db::calls::call_of(c, &user, &id))
+            .await?
+            .map_or_else(|| "AI Agent".to_string(), |r| r.agent_name)
+    };
+    let ctx = SessionContext {
+        room,
+        media: media.into_inner(),
+        media_room: snap.media_room,
+        native: snap.rate,
+        agent_name,
+    };
+    actix_web::rt::spawn(run(session, messages, ctx));
+    Ok(response)
+}
+
+struct SessionContext {
+    room: Addr<Room>,
+    media: std::sync::Arc<MediaPlane>,
+    media_room: Option<u64>,
+    native: SampleRate,
+    agent_name: String,
+}
+
+/// The agent's audio: its leg in the mixer and what the session tracks about it.
+struct Audio {
+    leg: AgentLeg,
+    rate: SampleRate,
+    receive: bool,
+    marks: VecDeque<(String, u64)>,
+    out_buf: Vec<i16>,
+    out_bytes: Vec<u8>,
+}
+
+impl Audio {
+    fn input(&mut self) -> &mut PcmProducer {
+        &mut self.leg.ends.input
+    }
+}
+
+async fn run(
+    mut session: Session,
+    mut messages: actix_ws::AggregatedMessageStream,
+    ctx: SessionContext,
+) {
+    let (tx, mut events) = mpsc::channel(EVENT_QUEUE);
+    let forwarder = Forwarder(tx).start();
+    let subscription = ctx
+        .room
+        .send(Subscribe(forwarder.clone().recipient()))
+        .await
+        .ok();
+    let participant = match ctx
+        .room
+        .send(Join {
+            name: ctx.agent_name.clone(),
+            kind: ParticipantKind::Agent,
+        })
+        .await
+    {
+        Ok(Ok(id)) => id,
+        _ => {
+            let _ = session
+                .close(Some(CloseReason::from(CloseCode::Normal)))
+                .await;
+            return;
+        }
+    };
+    let mut audio: Option<Audio> = None;
+    let mut pump = tokio::time::interval(PUMP_EVERY);
+    pump.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_heard = Instant::now();
+    let mut close: Option<CloseReason> = None;
+
+    loop {
+        tokio::select! {
+            msg = messages.recv() => {
+                let Some(msg) = msg else { break };
+                last_heard = Instant::now();
+                match msg {
+                    Ok(AggregatedMessage::Text(text)) => {
+                        if text.len() > MAX_FRAME_BYTES {
+                            send_error(&mut session, "frame_too_large", format!("text frames are limited to {MAX_FRAME_BYTES} bytes")).await;
+                            continue;
+                        }
+                        if handle_text(&mut session, &ctx, participant, &mut audio, &text).await.is_err() {
+                            break;
+                        }
+                    }
+                    Ok(AggregatedMessage::Binary(bytes)) => {
+                        if bytes.len() > MAX_FRAME_BYTES {
+                            send_error(&mut session, "frame_too_large", format!("binary frames are limited to {MAX_FRAME_BYTES} bytes; this one ({} bytes) was dropped", bytes.len())).await;
+                            continue;
+                        }
+                        match ensure_audio(&ctx, participant, &mut audio, None, None) {
+                            Ok(a) => {
+                                let out = a.input().push_bytes(&bytes);
+                                if out.dropped > 0 {
+                                    let msg = format!("playout queue full: {} samples dropped", out.dropped);
+                                    send_error(&mut session, "audio_overrun", msg).await;
+                                }
+                            }
+                            Err(e) => send_error(&mut session, "audio_unavailable", e).await,
+                        }
+                    }
+                    Ok(AggregatedMessage::Ping(p)) => {
+                        if session.pong(&p).await.is_err() { break; }
+                    }
+                    Ok(AggregatedMessage::Pong(_)) => {}
+                    Ok(AggregatedMessage::Close(_)) => break,
+                    Err(e) => {
+                        // The codec cannot resynchronise after a protocol error.
+                        tracing::debug!(error = %e, "websocket protocol error");
+                        close = Some(CloseReason { code: CloseCode::Size, description: Some(e.to_string()) });
+                        break;
+                    }
+                }
+            }
+            event = events.recv() => {
+                let Some(event) = event else { break };
+                let ended = matches!(&event, RoomEvent::State { state } if state.is_terminal());
+                let text = serde_json::to_string(&event).unwrap_or_default();
+                if session.text(text).await.is_err() { break; }
+                if ended {
+                    close = Some(CloseReason::from(CloseCode::Normal));
+                    break;
+                }
+            }
+            _ = pump.tick() => {
+                if let Some(a) = audio.as_mut()
+                    && pump_audio(&mut session, a).await.is_err()
+                {
+                    break;
+                }
+            }
+            _ = ping.tick() => {
+                if last_heard.elapsed() > DEAD_AFTER {
+                    close = Some(CloseReason { code: CloseCode::Away, description: Some("no answer to pings".into()) });
+                    break;
+                }
+                if session.ping(b"chamade").await.is_err() { break; }
+            }
+        }
+    }
+
+    if let (Some(room), Some(a)) = (ctx.media_room, audio.take()) {
+        ctx.media.leave(room, a.leg);
+    }
+    if let Some((id, _)) = subscription {
+        ctx.room.do_send(Unsubscribe(id));
+    }
+    ctx.room.do_send(Command::Leave(participant));
+    forwarder.do_send(StopForwarder);
+    let _ = session.close(close).await;
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct StopForwarder;
+
+impl Handler<StopForwarder> for Forwarder {
+    type Result = ();
+    fn handle(&mut self, _: StopForwarder, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+async fn send_error(session: &mut Session, code: &str, message: impl Into<String>) {
+    let text = serde_json::to_string(&ErrorReply::new(code, message)).unwrap_or_default();
+    let _ = session.text(text).await;
+}
+
+async fn send_json<T: serde::Serialize>(
+    session: &mut Session,
+    value: &T,
+) -> Result<(), actix_ws::Closed> {
+    session
+        .text(serde_json::to_string(value).unwrap_or_default())
+        .await
+}
+
+/// Joins the mixer (or re-joins at a new rate or mode) and returns the agent's audio.
+fn ensure_audio<'a>(
+    ctx: &SessionContext,
+    participant: u64,
+    audio: &'a mut Option<Audio>,
+    rate: Option<SampleRate>,
+    receive: Option<bool>,
+) -> Result<&'a mut Audio, String> {
+    let Some(room) = ctx.media_room else {
+        return Err("this call has no audio".into());
+    };
+    let want_rate = rate
+        .or(audio.as_ref().map(|a| a.rate))
+        .unwrap_or(ctx.native);
+    let want_receive = receive
+        .or(audio.as_ref().map(|a| a.receive))
+        .unwrap_or(false);
+    let unchanged = audio
+        .as_ref()
+        .is_some_and(|a| a.rate == want_rate && a.receive == want_receive);
+    if !unchanged {
+        if let Some(old) = audio.take() {
+            ctx.media.leave(room, old.leg);
+        }
+        let mode = if want_receive {
+            MixMode::Full
+        } else {
+            MixMode::SendOnly
+        };
+        let leg = ctx
+            .media
+            .join(room, ctx.native, participant, want_rate, mode)
+            .map_err(|e| e.to_string())?;
+        *audio = Some(Audio {
+            leg,
+            rate: want_rate,
+            receive: want_receive,
+            marks: VecDeque::new(),
+            out_buf: vec![0; want_rate.frame_samples()],
+            out_bytes: vec![0; want_rate.frame_bytes()],
+        });
+    }
+    audio
+        .as_mut()
+        .ok_or_else(|| "audio unavailable".to_string())
+}
+
+/// Moves every whole frame of return audio to the socket, and answers reached marks.
+async fn pump_audio(session: &mut Session, a: &mut Audio) -> Result<(), actix_ws::Closed> {
+    let played = a.leg.ends.input.stats().consumed_position();
+    while let Some((_, at)) = a.marks.front() {
+        if *at > played {
+            break;
+        }
+        if let Some((name, _)) = a.marks.pop_front() {
+            let samples_played = a.leg.ends.input.stats().snapshot().samples_played;
+            send_json(
+                session,
+                &MarkReply {
+                    kind: "mark",
+                    name,
+                    status: "played",
+                    samples_played,
+                },
+            )
+            .await?;
+        }
+    }
+    let Audio {
+        leg,
+        rate,
+        out_buf,
+        out_bytes,
+        ..
+    } = a;
+    let Some(out) = leg.ends.output.as_mut() else {
+        return Ok(());
+    };
+    out.trim_to(rate.ms_to_samples(MAX_OUTPUT_BACKLOG_MS));
+    while out.queued_samples() >= rate.frame_samples() {
+        if out.pull_frame(out_buf) != Pull::Frame {
+            break;
+        }
+        chamade_media::write_le_bytes(out_buf, out_bytes);
+        session
+            .binary(web::Bytes::copy_from_slice(out_bytes))
+            .await?;
+    }
+    Ok(())
+}
+
+async fn handle_text(
+    session: &mut Session,
+    ctx: &SessionContext,
+    participant: u64,
+    audio: &mut Option<Audio>,
+    text: &str,
+) -> Result<(), actix_ws::Closed> {
+    let value: serde_json::Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            send_error(session, "invalid_json", format!("not JSON: {e}")).await;
+            return Ok(());
+        }
+    };
+    let kind = value
+        .get("type")
+        .and_then(|t| t.as_str())
+        .unwrap_or("")
+        .to_string();
+    let msg: ClientMessage = match serde_json::from_value(value) {
+        Ok(m) => m,
+        Err(e) => {
+            let known = [
+                "say",
+                "send_chat",
+                "audio",
+                "audio_config",
+                "stop_speaking",
+                "mark",
+            ];
+            let code = if known.contains(&kind.as_str()) {
+                "invalid_message"
+            } else {
+                "unknown_type"
+            };
+            send_error(session, code, format!("{e}")).await;
+            return Ok(());
+        }
+    };
+    match msg {
+        ClientMessage::Say { .. } => {
+            send_error(
+                session,
+                "tts_not_configured",
+                "Hosted TTS not configured: send PCM as binary frames instead",
+            )
+            .await;
+        }
+        ClientMessage::SendChat { text } => {
+            let sent = ctx
+                .room
+                .send(Command::Chat {
+                    sender: ctx.agent_name.clone(),
+                    text,
+                })
+                .await;
+            if let Ok(Err(e)) = sent {
+                send_error(session, "invalid_message", e.to_string()).await;
+            }
+        }
+        ClientMessage::AudioConfig {
+            sample_rate,
+            receive,
+        } => {
+            let rate = match sample_rate.map(SampleRate::new).transpose() {
+                Ok(r) => r,
+                Err(e) => {
+                    send_error(session, "unsupported_sample_rate", e.to_string()).await;
+                    return Ok(());
+                }
+            };
+            let queried = sample_rate.is_none() && receive.is_none();
+            let current = if queried && audio.is_none() {
+                None
+            } else {
+                match ensure_audio(ctx, participant, audio, rate, receive) {
+                    Ok(a) => Some((a.rate, a.receive, a.leg.ends.input.queued_ms())),
+                    Err(e) => {
+                        send_error(session, "audio_unavailable", e).await;
+                        return Ok(());
+                    }
+                }
+            };
+            let (rate, receive, queued_ms) = current.unwrap_or((ctx.native, false, 0));
+            send_json(
+                session,
+                &AudioConfigReply {
+                    kind: "audio_config",
+                    sample_rate: rate.hz(),
+                    native_sample_rate: ctx.native.hz(),
+                    resampling: rate != ctx.native,
+                    format: "pcm_s16le",
+                    channels: 1,
+                    frame_duration_ms: 20,
+                    frame_bytes: rate.frame_bytes(),
+                    ready: ctx.media_room.is_some(),
+                    receive,
+                    queued_ms,
+                },
+            )
+            .await?;
+        }
+        ClientMessage::Audio {
+            audio: b64,
+            sample_rate,
+        } => {
+            let bytes = match base64::engine::general_purpose::STANDARD.decode(b64.as_bytes()) {
+                Ok(b) => b,
+                Err(e) => {
+                    send_error(
+                        session,
+                        "invalid_audio",
+                        format!("audio is not base64: {e}"),
+                    )
+                    .await;
+                    return Ok(());
+                }
+            };
+            let rate = match sample_rate.map(SampleRate::new).transpose() {
+                Ok(r) => r,
+                Err(e) => {
+                    send_error(session, "unsupported_sample_rate", e.to_string()).await;
+                    return Ok(());
+                }
+            };
+            match ensure_audio(ctx, participant, audio, rate, None) {
+                Ok(a) => {
+                    let out = a.input().push_bytes(&bytes);
+                    if out.dropped > 0 {
+                        send_error(
+                            session,
+                            "audio_overrun",
+                            format!("playout queue full: {} samples dropped", out.dropped),
+                        )
+                        .await;
+                    }
+                }
+                Err(e) => send_error(session, "audio_unavailable", e).await,
+            }
+        }
+        ClientMessage::StopSpeaking => {
+            if let Some(a) = audio.as_mut() {
+                a.leg.flush();
+                let samples_played = a.leg.ends.input.stats().snapshot().samples_played;
+                while let Some((name, _)) = a.marks.pop_front() {
+                    send_json(
+                        session,
+                        &MarkReply {
+                            kind: "mark",
+                            name,
+                            status: "cleared",
+                            samples_played,
+                        },
+                    )
+                    .await?;
+                }
+            }
+        }
+        ClientMessage::Mark { name } => match ensure_audio(ctx, participant, audio, None, None) {
+            Ok(a) => {
+                let at = a.leg.ends.input.stats().snapshot().samples_written;
+                a.marks.push_back((name, at));
+            }
+            Err(e) => send_error(session, "audio_unavailable", e).await,
+        },
+    }
+    Ok(())
+}

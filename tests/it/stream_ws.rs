@@ -1,0 +1,323 @@
+//! The call WebSocket over a real socket: events, commands, audio through the mixer, and
+//! hostile input.
+
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use chamade_media::SampleRate;
+use chamade_media::analysis::{samples_from_le, samples_to_le, sine, tone_amplitude};
+use serde_json::{Value, json};
+use tungstenite::stream::MaybeTlsStream;
+use tungstenite::{Message, WebSocket};
+
+use crate::support::{Backend, TestServer, json as body};
+
+type Ws = WebSocket<MaybeTlsStream<TcpStream>>;
+
+fn connect(s: &TestServer, call_id: &str, key: &str) -> Ws {
+    let url = format!(
+        "{}/api/call/{call_id}/stream?api_key={key}",
+        s.url.replace("http://", "ws://")
+    );
+    let (ws, _) = tungstenite::connect(url).expect("websocket connect");
+    if let MaybeTlsStream::Plain(tcp) = ws.get_ref() {
+        tcp.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        tcp.set_nodelay(true).expect("nodelay");
+    }
+    ws
+}
+
+fn web_call(s: &TestServer, key: &str) -> String {
+    let c = body(s.post("/api/call", key, &json!({"platform": "web"})), 200);
+    c["call_id"].as_str().expect("call id").to_string()
+}
+
+fn send_json(ws: &mut Ws, v: Value) {
+    ws.send(Message::text(v.to_string())).expect("send");
+}
+
+/// Reads text frames until one matches `pred` (binary frames are skipped); panics after
+/// `limit` frames or on a read error.
+fn next_event(ws: &mut Ws, limit: usize, pred: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..limit {
+        match ws.read().expect("read") {
+            Message::Text(t) => {
+                let v: Value = serde_json::from_str(&t).expect("json event");
+                if pred(&v) {
+                    return v;
+                }
+            }
+            Message::Close(_) => panic!("socket closed while waiting"),
+            _ => {}
+        }
+    }
+    panic!("no matching event in {limit} frames")
+}
+
+fn of_type(t: &'static str) -> impl Fn(&Value) -> bool {
+    move |v| v["type"] == t
+}
+
+#[test]
+fn events_reach_the_socket_and_hang_up_closes_it() {
+    let s = TestServer::start(Backend::Sqlite);
+    let (_, key) = s.signup("ws@example.org");
+    let id = web_call(&s, &key);
+    let mut ws = connect(&s, &id, &key);
+    let joined = next_event(&mut ws, 10, of_type("participant_joined"));
+    assert_eq!(joined["kind"], "agent");
+    body(
+        s.post(
+            &format!("/api/call/{id}/chat"),
+            &key,
+            &json!({"text": "hello room", "sender_name": "Ops"}),
+        ),
+        200,
+    );
+    let chat = next_event(&mut ws, 10, of_type("call_chat"));
+    assert_eq!(
+        (chat["sender"].as_str(), chat["text"].as_str()),
+        (Some("Ops"), Some("hello room"))
+    );
+    send_json(
+        &mut ws,
+        json!({"type": "send_chat", "text": "from the agent"}),
+    );
+    let echoed = next_event(&mut ws, 10, of_type("call_chat"));
+    assert_eq!(echoed["text"], "from the agent");
+    send_json(&mut ws, json!({"type": "say", "text": "hi"}));
+    let err = next_event(&mut ws, 10, of_type("call_error"));
+    assert_eq!(err["code"], "tts_not_configured");
+    s.req(reqwest::Method::DELETE, &format!("/api/call/{id}"), &key)
+        .send()
+        .unwrap();
+    let ended = next_event(&mut ws, 10, of_type("call_state"));
+    assert_eq!(ended["state"], "ended");
+    // Then the server closes the socket.
+    let mut closed = false;
+    for _ in 0..10 {
+        match ws.read() {
+            Ok(Message::Close(_)) | Err(_) => {
+                closed = true;
+                break;
+            }
+            Ok(_) => {}
+        }
+    }
+    assert!(closed, "the socket stays open after the call ended");
+}
+
+#[test]
+fn unknown_calls_other_users_and_missing_keys_are_refused_before_upgrade() {
+    let s = TestServer::start(Backend::Sqlite);
+    let (_, alice) = s.signup("a@example.org");
+    let (_, bob) = s.signup("b@example.org");
+    let id = web_call(&s, &alice);
+    let base = s.url.replace("http://", "ws://");
+    let status = |url: String| match tungstenite::connect(url) {
+        Err(tungstenite::Error::Http(r)) => r.status().as_u16(),
+        Ok(_) => 101,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(
+        status(format!("{base}/api/call/{id}/stream?api_key={bob}")),
+        404
+    );
+    assert_eq!(
+        status(format!("{base}/api/call/nope/stream?api_key={alice}")),
+        404
+    );
+    assert_eq!(status(format!("{base}/api/call/{id}/stream")), 401);
+    assert_eq!(
+        status(format!("{base}/api/call/{id}/stream?api_key={alice}")),
+        101
+    );
+}
+
+#[test]
+fn bad_input_gets_call_error_and_the_socket_stays_up() {
+    let s = TestServer::start(Backend::Sqlite);
+    let (_, key) = s.signup("bad-ws@example.org");
+    let id = web_call(&s, &key);
+    let mut ws = connect(&s, &id, &key);
+    ws.send(Message::text("{not json")).unwrap();
+    assert_eq!(
+        next_event(&mut ws, 10, of_type("call_error"))["code"],
+        "invalid_json"
+    );
+    send_json(&mut ws, json!({"type": "teleport"}));
+    assert_eq!(
+        next_event(&mut ws, 10, of_type("call_error"))["code"],
+        "unknown_type"
+    );
+    send_json(&mut ws, json!({"type": "send_chat"}));
+    assert_eq!(
+        next_event(&mut ws, 10, of_type("call_error"))["code"],
+        "invalid_message"
+    );
+    send_json(
+        &mut ws,
+        json!({"type": "audio_config", "sample_rate": 11025}),
+    );
+    assert_eq!(
+        next_event(&mut ws, 10, of_type("call_error"))["code"],
+        "unsupported_sample_rate"
+    );
+    send_json(
+        &mut ws,
+        json!({"type": "audio", "audio": "***not base64***"}),
+    );
+    assert_eq!(
+        next_event(&mut ws, 10, of_type("call_error"))["code"],
+        "invalid_audio"
+    );
+    // Odd byte counts are fine: the odd byte waits for its pair.
+    ws.send(Message::binary(vec![1u8; 3])).unwrap();
+    ws.send(Message::binary(vec![1u8; 1])).unwrap();
+    // Larger than the spec's 1 MB: refused, socket up.
+    ws.send(Message::binary(vec![0u8; (1 << 20) + 2])).unwrap();
+    let err = next_event(&mut ws, 10, of_type("call_error"));
+    assert_eq!(err["code"], "frame_too_large");
+    send_json(&mut ws, json!({"type": "audio_config"}));
+    let cfg = next_event(&mut ws, 10, of_type("audio_config"));
+    assert_eq!(cfg["native_sample_rate"], 48_000);
+    assert_eq!(cfg["ready"], true);
+}
+
+#[test]
+fn audio_config_declares_a_rate_as_the_spec_shows() {
+    let s = TestServer::start(Backend::Sqlite);
+    let (_, key) = s.signup("cfg@example.org");
+    let id = web_call(&s, &key);
+    let mut ws = connect(&s, &id, &key);
+    send_json(&mut ws, json!({"type": "audio_config"}));
+    let q = next_event(&mut ws, 10, of_type("audio_config"));
+    assert_eq!(
+        (
+            q["sample_rate"].as_u64(),
+            q["resampling"].as_bool(),
+            q["frame_bytes"].as_u64()
+        ),
+        (Some(48_000), Some(false), Some(1920))
+    );
+    send_json(
+        &mut ws,
+        json!({"type": "audio_config", "sample_rate": 24000, "receive": true}),
+    );
+    let c = next_event(&mut ws, 10, of_type("audio_config"));
+    assert_eq!(c["sample_rate"], 24_000);
+    assert_eq!(c["native_sample_rate"], 48_000);
+    assert_eq!(c["resampling"], true);
+    assert_eq!(c["frame_bytes"], 960);
+    assert_eq!(c["format"], "pcm_s16le");
+    assert_eq!(c["channels"], 1);
+    assert_eq!(c["frame_duration_ms"], 20);
+    assert_eq!(c["ready"], true);
+}
+
+/// Reads binary frames (skipping events) until `seconds` of audio at `rate` arrived.
+fn collect_audio(ws: &mut Ws, rate: SampleRate, seconds: f64) -> (Vec<i16>, usize) {
+    let want = (f64::from(rate.hz()) * seconds) as usize;
+    let mut got = Vec::with_capacity(want);
+    let mut frames = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while got.len() < want {
+        assert!(
+            Instant::now() < deadline,
+            "audio stopped after {frames} frames"
+        );
+        if let Message::Binary(b) = ws.read().expect("read") {
+            assert_eq!(b.len(), rate.frame_bytes(), "every frame is exactly 20 ms");
+            got.extend(samples_from_le(&b));
+            frames += 1;
+        }
+    }
+    (got, frames)
+}
+
+#[test]
+fn two_agents_at_16k_and_24k_hear_each_other_and_not_themselves() {
+    let s = TestServer::start(Backend::Sqlite);
+    let (_, key) = s.signup("duo@example.org");
+    let id = web_call(&s, &key);
+    let (ra, rb) = (SampleRate::HZ_16000, SampleRate::HZ_24000);
+    let mut a = connect(&s, &id, &key);
+    let mut b = connect(&s, &id, &key);
+    send_json(
+        &mut a,
+        json!({"type": "audio_config", "sample_rate": 16000, "receive": true}),
+    );
+    next_event(&mut a, 10, of_type("audio_config"));
+    send_json(
+        &mut b,
+        json!({"type": "audio_config", "sample_rate": 24000, "receive": true}),
+    );
+    next_event(&mut b, 10, of_type("audio_config"));
+    // Each pushes 4 s in one frame; the gateway plays it out in real time.
+    a.send(Message::binary(samples_to_le(&sine(
+        ra,
+        440.0,
+        -12.0,
+        4 * 16_000,
+    ))))
+    .unwrap();
+    b.send(Message::binary(samples_to_le(&sine(
+        rb,
+        1000.0,
+        -12.0,
+        4 * 24_000,
+    ))))
+    .unwrap();
+    // Skip the first half second (resampler start-up), then analyse one second.
+    let (heard_a, _) = collect_audio(&mut a, ra, 1.5);
+    let (heard_b, _) = collect_audio(&mut b, rb, 1.5);
+    let (tail_a, tail_b) = (&heard_a[8_000..24_000], &heard_b[12_000..36_000]);
+    let a_other = tone_amplitude(tail_a, ra, 1000.0);
+    let a_self = tone_amplitude(tail_a, ra, 440.0);
+    let b_other = tone_amplitude(tail_b, rb, 440.0);
+    let b_self = tone_amplitude(tail_b, rb, 1000.0);
+    assert!(a_other > 0.15, "A hears B at {a_other}");
+    assert!(b_other > 0.15, "B hears A at {b_other}");
+    assert!(
+        a_self < a_other / 100.0,
+        "A hears itself at {a_self} vs {a_other}"
+    );
+    assert!(
+        b_self < b_other / 100.0,
+        "B hears itself at {b_self} vs {b_other}"
+    );
+}
+
+#[test]
+fn marks_are_played_or_cleared_by_stop_speaking() {
+    let s = TestServer::start(Backend::Sqlite);
+    let (_, key) = s.signup("marks@example.org");
+    let id = web_call(&s, &key);
+    let mut ws = connect(&s, &id, &key);
+    let r = SampleRate::HZ_48000;
+    ws.send(Message::binary(samples_to_le(&sine(
+        r,
+        300.0,
+        -20.0,
+        10 * 48_000,
+    ))))
+    .unwrap();
+    send_json(&mut ws, json!({"type": "mark", "name": "long"}));
+    send_json(&mut ws, json!({"type": "stop_speaking"}));
+    let cleared = next_event(&mut ws, 20, of_type("mark"));
+    assert_eq!(
+        (cleared["name"].as_str(), cleared["status"].as_str()),
+        (Some("long"), Some("cleared"))
+    );
+    ws.send(Message::binary(samples_to_le(&sine(
+        r, 300.0, -20.0, 4_800,
+    ))))
+    .unwrap();
+    send_json(&mut ws, json!({"type": "mark", "name": "short"}));
+    let played = next_event(&mut ws, 200, of_type("mark"));
+    assert_eq!(
+        (played["name"].as_str(), played["status"].as_str()),
+        (Some("short"), Some("played"))
+    );
+}
