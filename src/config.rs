@@ -21,6 +21,8 @@ pub struct Config {
     pub database_url: Option<String>,
     /// Mixer shard threads; 0 means one per core.
     pub mixer_shards: usize,
+    /// Whether `GET /metrics` answers (the shards' counters; no user data).
+    pub metrics: bool,
     /// Whether `POST /api/signup` creates accounts (turn off on a private server).
     pub signup: bool,
     /// Most concurrent calls per account.
@@ -54,6 +56,7 @@ impl Default for Config {
             database_url: None,
             mixer_shards: 0,
             signup: true,
+            metrics: true,
             max_concurrent_calls: 10,
             db_pool_size: 8,
             public_url: None,

@@ -12,6 +12,7 @@ pub mod db;
 pub mod error;
 pub mod linking;
 pub mod media_plane;
+pub mod metrics;
 pub mod platforms;
 pub mod server;
 pub mod state;

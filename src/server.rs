@@ -86,6 +86,7 @@ pub fn build(listener: TcpListener, state: AppState, workers: usize) -> Result<S
                     "/api/call/{call_id}/stream",
                     web::get().to(crate::ws::stream),
                 )
+                .route("/metrics", web::get().to(crate::metrics::metrics))
             })
             .configure(api::routes)
             .split_for_parts();
@@ -93,6 +94,14 @@ pub fn build(listener: TcpListener, state: AppState, workers: usize) -> Result<S
             .wrap(actix_web::middleware::from_fn(crate::auth::authenticate))
             .wrap(NormalizePath::new(TrailingSlash::Trim))
             .wrap(tracing_actix_web::TracingLogger::default())
+    })
+    // Audio rides on these sockets: never let Nagle hold back a 20 ms frame.
+    .on_connect(|conn, _| {
+        if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>()
+            && let Err(e) = tcp.set_nodelay(true)
+        {
+            tracing::warn!(error = %e, "cannot set TCP_NODELAY");
+        }
     })
     .workers(workers.max(1))
     .shutdown_timeout(5)

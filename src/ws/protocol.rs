@@ -40,6 +40,38 @@ pub enum ClientMessage {
         /// The agent's name for it.
         name: String,
     },
+    /// Asks for a `call_stats` event now, and every `interval_ms` after (0 stops them).
+    CallStats {
+        /// Period of the events, 100..=60000 ms; absent keeps the current period.
+        #[serde(default)]
+        interval_ms: Option<u64>,
+    },
+}
+
+/// `call_stats`: the agent's audio path, so it can pace its TTS without guessing.
+#[derive(Debug, Serialize)]
+pub struct CallStats {
+    /// Always `call_stats`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// How the room moves audio now: `mixing` (the 20 ms mix-minus tick).
+    pub mode: &'static str,
+    /// The agent's audio queued for playout, in ms.
+    pub queued_ms: u64,
+    /// Ticks where the agent's queue held part of a frame (it sent audio late).
+    pub underruns: u64,
+    /// Writes that did not fit the playout queue.
+    pub overruns: u64,
+    /// Samples dropped because the playout queue was full.
+    pub samples_dropped: u64,
+    /// Frames of the agent's audio played into the room.
+    pub frames_played: u64,
+    /// Frames of room audio produced for the agent.
+    pub frames_received: u64,
+    /// Return frames the mixer dropped because the agent's queue was full.
+    pub return_overruns: u64,
+    /// Return audio dropped because the socket fell behind, in ms.
+    pub return_trimmed_ms: u64,
 }
 
 /// The reply to `audio_config`.
@@ -68,6 +100,10 @@ pub struct AudioConfigReply {
     pub receive: bool,
     /// Audio queued for playout, in ms.
     pub queued_ms: u64,
+    /// Ticks where the agent's queue held part of a frame so far.
+    pub underruns: u64,
+    /// Writes that did not fit the playout queue so far.
+    pub overruns: u64,
 }
 
 /// `call_error` sent to this socket only.

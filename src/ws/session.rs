@@ -15,7 +15,7 @@ use chamade_media::mixer::MixMode;
 use chamade_media::ring::{PcmProducer, Pull};
 use tokio::sync::mpsc;
 
-use super::protocol::{AudioConfigReply, ClientMessage, ErrorReply, MarkReply};
+use super::protocol::{AudioConfigReply, CallStats, ClientMessage, ErrorReply, MarkReply};
 use super::{CODEC_LIMIT_BYTES, MAX_FRAME_BYTES};
 use crate::api::calls::{Registry, live_room};
 use crate::auth::Caller;
@@ -149,6 +149,7 @@ async fn run(
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
     let mut close: Option<CloseReason> = None;
+    let mut stats_every: Option<tokio::time::Interval> = None;
 
     loop {
         tokio::select! {
@@ -161,7 +162,7 @@ async fn run(
                             send_error(&mut session, "frame_too_large", format!("text frames are limited to {MAX_FRAME_BYTES} bytes")).await;
                             continue;
                         }
-                        if handle_text(&mut session, &ctx, participant, &mut audio, &text).await.is_err() {
+                        if handle_text(&mut session, &ctx, participant, &mut audio, &mut stats_every, &text).await.is_err() {
                             break;
                         }
                     }
@@ -210,6 +211,14 @@ async fn run(
                 {
                     break;
                 }
+            }
+            _ = async {
+                match stats_every.as_mut() {
+                    Some(t) => t.tick().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                if send_json(&mut session, &call_stats(audio.as_ref())).await.is_err() { break; }
             }
             _ = ping.tick() => {
                 if last_heard.elapsed() > DEAD_AFTER {
@@ -348,11 +357,41 @@ async fn pump_audio(session: &mut Session, a: &mut Audio) -> Result<(), actix_ws
     Ok(())
 }
 
+/// The agent's audio counters as a `call_stats` event (all zero before it has audio).
+fn call_stats(audio: Option<&Audio>) -> CallStats {
+    let snap = audio.map(|a| {
+        (
+            a.leg.ends.stats.snapshot(),
+            a.rate,
+            a.leg.ends.input.queued_ms(),
+        )
+    });
+    let (p, rate, queued_ms) = match snap {
+        Some(s) => s,
+        None => (Default::default(), SampleRate::HZ_48000, 0),
+    };
+    let out = p.output_ring.unwrap_or_default();
+    CallStats {
+        kind: "call_stats",
+        mode: "mixing",
+        queued_ms,
+        underruns: p.input_ring.underruns,
+        overruns: p.input_ring.overruns,
+        samples_dropped: p.input_ring.samples_dropped,
+        frames_played: p.frames_in,
+        frames_received: p.frames_out,
+        return_overruns: p.output_overruns,
+        return_trimmed_ms: rate
+            .samples_to_ms(usize::try_from(out.samples_trimmed).unwrap_or(usize::MAX)),
+    }
+}
+
 async fn handle_text(
     session: &mut Session,
     ctx: &SessionContext,
     participant: u64,
     audio: &mut Option<Audio>,
+    stats_every: &mut Option<tokio::time::Interval>,
     text: &str,
 ) -> Result<(), actix_ws::Closed> {
     let value: serde_json::Value = match serde_json::from_str(text) {
@@ -377,6 +416,7 @@ async fn handle_text(
                 "audio_config",
                 "stop_speaking",
                 "mark",
+                "call_stats",
             ];
             let code = if known.contains(&kind.as_str()) {
                 "invalid_message"
@@ -432,6 +472,7 @@ async fn handle_text(
                 }
             };
             let (rate, receive, queued_ms) = current.unwrap_or((ctx.native, false, 0));
+            let stats = call_stats(audio.as_ref());
             send_json(
                 session,
                 &AudioConfigReply {
@@ -446,6 +487,8 @@ async fn handle_text(
                     ready: ctx.media_room.is_some(),
                     receive,
                     queued_ms,
+                    underruns: stats.underruns,
+                    overruns: stats.overruns,
                 },
             )
             .await?;
@@ -505,6 +548,30 @@ async fn handle_text(
                     .await?;
                 }
             }
+        }
+        ClientMessage::CallStats { interval_ms } => {
+            match interval_ms {
+                Some(0) => *stats_every = None,
+                Some(ms) if (100..=60_000).contains(&ms) => {
+                    let mut t = tokio::time::interval_at(
+                        tokio::time::Instant::now() + Duration::from_millis(ms),
+                        Duration::from_millis(ms),
+                    );
+                    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    *stats_every = Some(t);
+                }
+                Some(ms) => {
+                    send_error(
+                        session,
+                        "invalid_message",
+                        format!("interval_ms must be 0 or 100..=60000, not {ms}"),
+                    )
+                    .await;
+                    return Ok(());
+                }
+                None => {}
+            }
+            send_json(session, &call_stats(audio.as_ref())).await?;
         }
         ClientMessage::Mark { name } => match ensure_audio(ctx, participant, audio, None, None) {
             Ok(a) => {

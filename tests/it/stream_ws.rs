@@ -321,3 +321,87 @@ fn marks_are_played_or_cleared_by_stop_speaking() {
         (Some("short"), Some("played"))
     );
 }
+
+#[test]
+fn metrics_count_ticks_and_seated_agents() {
+    let s = TestServer::start(Backend::Sqlite);
+    let (_, key) = s.signup("metrics@example.org");
+    let read = || {
+        let r = s.client().get(format!("{}/metrics", s.url)).send().unwrap();
+        assert_eq!(r.status(), 200);
+        r.text().unwrap()
+    };
+    let value = |text: &str, name: &str| -> u64 {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{name}{{")))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing in:\n{text}"))
+    };
+    let id = web_call(&s, &key);
+    let mut ws = connect(&s, &id, &key);
+    send_json(&mut ws, json!({"type": "audio_config", "receive": true}));
+    next_event(&mut ws, 10, of_type("audio_config"));
+    // Ticks advance and the seated agent is counted (poll: the shard applies commands at
+    // its next tick).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let first = value(&read(), "chamade_shard_ticks_total");
+    loop {
+        let now = read();
+        if value(&now, "chamade_shard_participants") == 1
+            && value(&now, "chamade_shard_ticks_total") > first
+        {
+            assert!(now.contains("chamade_shard_tick_duration_us_bucket{shard=\"0\",le=\"+Inf\"}"));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "metrics never showed the agent:\n{now}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn call_stats_report_queued_playout_on_request_and_periodically() {
+    let s = TestServer::start(Backend::Sqlite);
+    let (_, key) = s.signup("stats@example.org");
+    let id = web_call(&s, &key);
+    let mut ws = connect(&s, &id, &key);
+    send_json(
+        &mut ws,
+        json!({"type": "audio_config", "sample_rate": 16000, "receive": true}),
+    );
+    let cfg = next_event(&mut ws, 10, of_type("audio_config"));
+    assert_eq!(
+        (cfg["queued_ms"].as_u64(), cfg["underruns"].as_u64()),
+        (Some(0), Some(0))
+    );
+    // Queue 5 s: the playout queue reports (nearly) all of it at once.
+    ws.send(Message::binary(samples_to_le(&sine(
+        SampleRate::HZ_16000,
+        500.0,
+        -20.0,
+        5 * 16_000,
+    ))))
+    .unwrap();
+    send_json(&mut ws, json!({"type": "call_stats", "interval_ms": 200}));
+    let first = next_event(&mut ws, 400, of_type("call_stats"));
+    assert_eq!(first["mode"], "mixing");
+    let q1 = first["queued_ms"].as_u64().unwrap();
+    assert!(q1 > 3_000 && q1 <= 5_000, "queued {q1} ms");
+    // Periodic events follow, and the queue drains in real time between them.
+    let mut later = first.clone();
+    for _ in 0..5 {
+        later = next_event(&mut ws, 400, of_type("call_stats"));
+    }
+    let q2 = later["queued_ms"].as_u64().unwrap();
+    assert!(q2 < q1, "queue did not drain: {q1} → {q2}");
+    assert!(later["frames_played"].as_u64().unwrap() > first["frames_played"].as_u64().unwrap());
+    assert!(later["frames_received"].as_u64().unwrap() > 0);
+    send_json(&mut ws, json!({"type": "call_stats", "interval_ms": 5}));
+    assert_eq!(
+        next_event(&mut ws, 400, of_type("call_error"))["code"],
+        "invalid_message"
+    );
+}
