@@ -405,3 +405,51 @@ fn call_stats_report_queued_playout_on_request_and_periodically() {
         "invalid_message"
     );
 }
+
+#[test]
+fn a_socket_that_stops_reading_does_not_stall_the_others() {
+    let s = TestServer::start(Backend::Sqlite);
+    let (_, key) = s.signup("slow@example.org");
+    let id = web_call(&s, &key);
+    let r = SampleRate::HZ_48000;
+    let mut talker = connect(&s, &id, &key);
+    let mut listener = connect(&s, &id, &key);
+    // The stalled agent's socket has a 4 KB receive window, so once it stops reading the
+    // server's writes to it block within a fraction of a second.
+    let mut stalled = connect_small_window(&s, &id, &key);
+    for ws in [&mut talker, &mut listener, &mut stalled] {
+        send_json(ws, json!({"type": "audio_config", "receive": true}));
+        next_event(ws, 10, of_type("audio_config"));
+    }
+    talker
+        .send(Message::binary(samples_to_le(&sine(
+            r,
+            700.0,
+            -12.0,
+            10 * 48_000,
+        ))))
+        .unwrap();
+    // `stalled` never reads again. The listener still gets 50 frames a second of the talker.
+    let started = Instant::now();
+    let (heard, frames) = collect_audio(&mut listener, r, 6.0);
+    let elapsed = started.elapsed().as_secs_f64();
+    assert_eq!(frames, 300);
+    assert!(elapsed < 10.0, "300 frames took {elapsed:.1} s");
+    assert!(tone_amplitude(&heard[48_000..], r, 700.0) > 0.15);
+    drop(stalled);
+}
+
+fn connect_small_window(s: &TestServer, call_id: &str, key: &str) -> Ws {
+    use socket2::{Domain, Socket, Type};
+    let addr: std::net::SocketAddr = s.url.trim_start_matches("http://").parse().expect("addr");
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    socket.set_recv_buffer_size(4096).expect("rcvbuf");
+    socket.connect(&addr.into()).expect("connect");
+    let tcp: TcpStream = socket.into();
+    tcp.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let url = format!("ws://{addr}/api/call/{call_id}/stream?api_key={key}");
+    let (ws, _) =
+        tungstenite::client(url, MaybeTlsStream::Plain(tcp)).expect("websocket handshake");
+    ws
+}
