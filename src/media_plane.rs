@@ -27,6 +27,9 @@ pub struct MediaPlane {
 pub struct AgentLeg {
     /// The rings the agent writes to and reads from.
     pub ends: LegEnds,
+    /// Origin of the room's shard tick grid: frames land in the output ring just after
+    /// `grid + k × 20 ms`.
+    pub grid: std::time::Instant,
     participant: u64,
 }
 
@@ -112,7 +115,15 @@ impl MediaPlane {
                 },
             )
             .map_err(|e| MediaError::Shard(e.to_string()))?;
-        Ok(AgentLeg { ends, participant })
+        let grid = self
+            .pool
+            .grid_origin(Self::shard_of(room))
+            .ok_or_else(|| MediaError::Shard(format!("no shard for room {room}")))?;
+        Ok(AgentLeg {
+            ends,
+            grid,
+            participant,
+        })
     }
 
     /// Takes an agent out of its room.

@@ -26,8 +26,14 @@ use crate::state::AppState;
 /// Events waiting for a socket; a socket that falls this far behind misses events rather
 /// than stalling the room.
 const EVENT_QUEUE: usize = 256;
-/// How often the session moves the mix-minus to the socket.
-const PUMP_EVERY: Duration = Duration::from_millis(10);
+/// The session reads the agent's output ring this long after each mixer tick falls due...
+const PUMP_AFTER_TICK: Duration = Duration::from_millis(1);
+/// ...and, while the tick's frame is not there yet (a busy shard), again this often...
+const PUMP_RETRY: Duration = Duration::from_millis(2);
+/// ...until this long after the tick, when it waits for the next one.
+const PUMP_RETRY_UNTIL: Duration = Duration::from_millis(16);
+/// The mixer's period.
+const TICK: Duration = Duration::from_millis(20);
 /// Keep-alive ping period, and how long a silent socket lives.
 const PING_EVERY: Duration = Duration::from_secs(15);
 const DEAD_AFTER: Duration = Duration::from_secs(45);
@@ -101,6 +107,8 @@ struct SessionContext {
 /// The agent's audio: its leg in the mixer and what the session tracks about it.
 struct Audio {
     leg: AgentLeg,
+    /// When the session next reads the output ring.
+    next_pump: Instant,
     rate: SampleRate,
     receive: bool,
     marks: VecDeque<(String, u64)>,
@@ -143,8 +151,6 @@ async fn run(
         }
     };
     let mut audio: Option<Audio> = None;
-    let mut pump = tokio::time::interval(PUMP_EVERY);
-    pump.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
@@ -205,11 +211,15 @@ async fn run(
                     break;
                 }
             }
-            _ = pump.tick() => {
-                if let Some(a) = audio.as_mut()
-                    && pump_audio(&mut session, a).await.is_err()
-                {
-                    break;
+            _ = async {
+                match audio.as_ref().map(|a| a.next_pump) {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                if let Some(a) = audio.as_mut() {
+                    let Ok(sent) = pump_audio(&mut session, a).await else { break };
+                    a.next_pump = next_pump(a.leg.grid, Instant::now(), sent > 0 || !a.receive);
                 }
             }
             _ = async {
@@ -299,7 +309,9 @@ fn ensure_audio<'a>(
             .media
             .join(room, ctx.native, participant, want_rate, mode)
             .map_err(|e| e.to_string())?;
+        let next = next_pump(leg.grid, Instant::now(), true);
         *audio = Some(Audio {
+            next_pump: next,
             leg,
             rate: want_rate,
             receive: want_receive,
@@ -313,8 +325,29 @@ fn ensure_audio<'a>(
         .ok_or_else(|| "audio unavailable".to_string())
 }
 
-/// Moves every whole frame of return audio to the socket, and answers reached marks.
-async fn pump_audio(session: &mut Session, a: &mut Audio) -> Result<(), actix_ws::Closed> {
+/// When to read the output ring next. The shard pushes one frame per listener just after
+/// each grid point, so the session reads 1 ms after the next one; when the frame it expected
+/// was not there yet (`got_frame` false), it looks again shortly, within the same tick.
+/// Reading on the shard's grid instead of a free-running timer keeps every frame's wait
+/// the same, which is what keeps the inter-arrival jitter at the agent low.
+fn next_pump(grid: Instant, now: Instant, got_frame: bool) -> Instant {
+    let since_grid = now.saturating_duration_since(grid);
+    let into_tick = Duration::from_nanos((since_grid.as_nanos() % TICK.as_nanos()) as u64);
+    if !got_frame && into_tick < PUMP_RETRY_UNTIL {
+        return now + PUMP_RETRY;
+    }
+    let tick_start = now - into_tick;
+    let candidate = tick_start + PUMP_AFTER_TICK;
+    if candidate > now {
+        candidate
+    } else {
+        tick_start + TICK + PUMP_AFTER_TICK
+    }
+}
+
+/// Moves every whole frame of return audio to the socket, and answers reached marks;
+/// returns the frames sent.
+async fn pump_audio(session: &mut Session, a: &mut Audio) -> Result<usize, actix_ws::Closed> {
     let played = a.leg.ends.input.stats().consumed_position();
     while let Some((_, at)) = a.marks.front() {
         if *at > played {
@@ -342,9 +375,10 @@ async fn pump_audio(session: &mut Session, a: &mut Audio) -> Result<(), actix_ws
         ..
     } = a;
     let Some(out) = leg.ends.output.as_mut() else {
-        return Ok(());
+        return Ok(0);
     };
     out.trim_to(rate.ms_to_samples(MAX_OUTPUT_BACKLOG_MS));
+    let mut sent = 0;
     while out.queued_samples() >= rate.frame_samples() {
         if out.pull_frame(out_buf) != Pull::Frame {
             break;
@@ -353,8 +387,9 @@ async fn pump_audio(session: &mut Session, a: &mut Audio) -> Result<(), actix_ws
         session
             .binary(web::Bytes::copy_from_slice(out_bytes))
             .await?;
+        sent += 1;
     }
-    Ok(())
+    Ok(sent)
 }
 
 /// The agent's audio counters as a `call_stats` event (all zero before it has audio).
@@ -582,4 +617,23 @@ async fn handle_text(
         },
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pumps_follow_the_mixer_grid_and_retry_within_a_tick() {
+        let grid = Instant::now();
+        let ms = |n: u64| Duration::from_micros(n);
+        // Just after a tick fell due, with its frame read: wait for the next tick + 1 ms.
+        assert_eq!(next_pump(grid, grid + ms(21_200), true), grid + ms(41_000));
+        // Before this tick's read time: read at tick + 1 ms.
+        assert_eq!(next_pump(grid, grid + ms(20_400), true), grid + ms(21_000));
+        // The tick's frame was not there yet: look again 2 ms later...
+        assert_eq!(next_pump(grid, grid + ms(21_200), false), grid + ms(23_200));
+        // ...but not past 16 ms into the tick.
+        assert_eq!(next_pump(grid, grid + ms(37_000), false), grid + ms(41_000));
+    }
 }

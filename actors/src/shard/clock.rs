@@ -100,9 +100,13 @@ pub struct SystemClock {
 impl SystemClock {
     /// A clock whose origin is now.
     pub fn new() -> SystemClock {
-        SystemClock {
-            origin: Instant::now(),
-        }
+        SystemClock::starting_at(Instant::now())
+    }
+
+    /// A clock whose origin is `origin`: the shard's tick grid is `origin + k × 20 ms`, so
+    /// legs that know the origin can wake just after each tick instead of polling.
+    pub fn starting_at(origin: Instant) -> SystemClock {
+        SystemClock { origin }
     }
 }
 

@@ -7,6 +7,7 @@ use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
+use std::time::Instant;
 
 use chamade_media::SampleRate;
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError, bounded};
@@ -111,13 +112,20 @@ impl MixerShard {
             .name(format!("mixer-disposal-{}", index.0))
             .spawn(move || disposal_rx.into_iter().for_each(drop))?;
         let max_ticks = config.max_ticks_per_wake;
+        let origin = Instant::now();
         let shard = thread::Builder::new()
             .name(format!("mixer-shard-{}", index.0))
             .spawn(move || {
-                MixerShard::run(&mut core, &commands, &mut SystemClock::new(), max_ticks);
+                MixerShard::run(
+                    &mut core,
+                    &commands,
+                    &mut SystemClock::starting_at(origin),
+                    max_ticks,
+                );
             })?;
         Ok(ShardHandle {
             index,
+            origin,
             sender: Some(sender),
             stats,
             sent: AtomicU64::new(0),
@@ -170,6 +178,8 @@ fn drain(core: &mut ShardCore, commands: &Receiver<ShardCommand>) -> bool {
 #[derive(Debug)]
 pub struct ShardHandle {
     index: ShardIndex,
+    /// Origin of the tick grid: ticks fall due at `origin + k × 20 ms` (k ≥ 1).
+    origin: Instant,
     sender: Option<Sender<ShardCommand>>,
     stats: Arc<ShardStats>,
     /// Commands accepted into the queue, to count those not yet drained.
@@ -182,6 +192,13 @@ impl ShardHandle {
     /// The shard's index.
     pub fn index(&self) -> ShardIndex {
         self.index
+    }
+
+    /// Origin of the shard's tick grid: its ticks fall due at `origin + k × 20 ms`. A leg
+    /// that reads its output ring just after those instants sees each frame as soon as it
+    /// exists, without polling in between.
+    pub fn grid_origin(&self) -> Instant {
+        self.origin
     }
 
     /// The shard's counters.
@@ -292,6 +309,11 @@ impl MixerPool {
             Some(handle) => handle.send(command),
             None => Err(ShardSendError::UnknownShard(shard, command)),
         }
+    }
+
+    /// The tick-grid origin of one shard (see [`ShardHandle::grid_origin`]).
+    pub fn grid_origin(&self, shard: ShardIndex) -> Option<Instant> {
+        self.shards.get(shard.0).map(ShardHandle::grid_origin)
     }
 
     /// One shard's live counters.
