@@ -2,11 +2,12 @@
 //! and takes them out again. Everything that allocates (rings, resamplers) is built here, on
 //! the control plane, before a command reaches a shard.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chamade_actors::ids::{ParticipantId, RoomId};
 use chamade_actors::shard::{
-    LegEnds, MixerPool, ParticipantMedia, RoomMedia, ShardCommand, ShardIndex,
+    LegEnds, MixerPool, ParticipantMedia, RoomMedia, RoomStats, ShardCommand, ShardIndex,
 };
 use chamade_media::SampleRate;
 use chamade_media::mixer::MixMode;
@@ -68,11 +69,12 @@ impl MediaPlane {
         ShardIndex((room & ((1 << SHARD_BITS) - 1)) as usize)
     }
 
-    /// Opens a mixer room at `rate` on the least loaded shard; returns its id.
-    pub fn open_room(&self, rate: SampleRate) -> Result<u64, MediaError> {
+    /// Opens a mixer room at `rate` on the least loaded shard; returns its id and counters.
+    pub fn open_room(&self, rate: SampleRate) -> Result<(u64, Arc<RoomStats>), MediaError> {
         let shard = self.pool.least_loaded();
         let id = (self.next_room.fetch_add(1, Ordering::Relaxed) << SHARD_BITS) | shard.0 as u64;
         let media = Box::new(RoomMedia::new(rate, MAX_ROOM_PARTICIPANTS));
+        let stats = Arc::clone(media.stats());
         self.pool
             .send(
                 shard,
@@ -82,7 +84,7 @@ impl MediaPlane {
                 },
             )
             .map_err(|e| MediaError::Shard(e.to_string()))?;
-        Ok(id)
+        Ok((id, stats))
     }
 
     /// Closes a mixer room; its participants' rings are dropped off the tick thread.

@@ -288,10 +288,12 @@ pub async fn create(
     };
     let native =
         chamade_actors::native_rate(&row.platform).unwrap_or(chamade_media::SampleRate::HZ_48000);
-    let media_room = media
+    let (media_room, room_stats) = media
         .open_room(native)
         .map_err(|e| ApiError::internal(e.to_string()))?;
-    let room = actix::Actor::start(Room::new(Direction::Outbound).with_media(media_room, native));
+    let room = actix::Actor::start(
+        Room::new(Direction::Outbound).with_media(media_room, room_stats, native),
+    );
     registry
         .send(Register {
             call_id: row.id.clone(),

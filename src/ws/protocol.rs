@@ -72,6 +72,21 @@ pub struct CallStats {
     pub return_overruns: u64,
     /// Return audio dropped because the socket fell behind, in ms.
     pub return_trimmed_ms: u64,
+    /// The room's mixer: ticks mixed, ticks nobody talked in, talker frames, most talkers.
+    pub room: RoomCounters,
+}
+
+/// The room part of `call_stats`.
+#[derive(Debug, Serialize, Default)]
+pub struct RoomCounters {
+    /// Ticks the room was mixed.
+    pub ticks: u64,
+    /// Of those, ticks in which nobody talked.
+    pub silent_ticks: u64,
+    /// Talker frames mixed (a tick with two talkers counts two).
+    pub talker_frames: u64,
+    /// Most talkers in one tick.
+    pub max_talkers: u64,
 }
 
 /// The reply to `audio_config`.

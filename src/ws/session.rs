@@ -15,7 +15,9 @@ use chamade_media::mixer::MixMode;
 use chamade_media::ring::{PcmProducer, Pull};
 use tokio::sync::mpsc;
 
-use super::protocol::{AudioConfigReply, CallStats, ClientMessage, ErrorReply, MarkReply};
+use super::protocol::{
+    AudioConfigReply, CallStats, ClientMessage, ErrorReply, MarkReply, RoomCounters,
+};
 use super::{CODEC_LIMIT_BYTES, MAX_FRAME_BYTES};
 use crate::api::calls::{Registry, live_room};
 use crate::auth::Caller;
@@ -86,6 +88,7 @@ pub async fn stream(
             .map_or_else(|| "AI Agent".to_string(), |r| r.agent_name)
     };
     let ctx = SessionContext {
+        room_stats: snap.media_stats.clone(),
         room,
         media: media.into_inner(),
         media_room: snap.media_room,
@@ -98,6 +101,7 @@ pub async fn stream(
 
 struct SessionContext {
     room: Addr<Room>,
+    room_stats: Option<std::sync::Arc<chamade_actors::shard::RoomStats>>,
     media: std::sync::Arc<MediaPlane>,
     media_room: Option<u64>,
     native: SampleRate,
@@ -228,7 +232,7 @@ async fn run(
                     None => std::future::pending().await,
                 }
             } => {
-                if send_json(&mut session, &call_stats(audio.as_ref())).await.is_err() { break; }
+                if send_json(&mut session, &call_stats(audio.as_ref(), ctx.room_stats.as_deref())).await.is_err() { break; }
             }
             _ = ping.tick() => {
                 if last_heard.elapsed() > DEAD_AFTER {
@@ -393,7 +397,7 @@ async fn pump_audio(session: &mut Session, a: &mut Audio) -> Result<usize, actix
 }
 
 /// The agent's audio counters as a `call_stats` event (all zero before it has audio).
-fn call_stats(audio: Option<&Audio>) -> CallStats {
+fn call_stats(audio: Option<&Audio>, room: Option<&chamade_actors::shard::RoomStats>) -> CallStats {
     let snap = audio.map(|a| {
         (
             a.leg.ends.stats.snapshot(),
@@ -418,6 +422,15 @@ fn call_stats(audio: Option<&Audio>) -> CallStats {
         return_overruns: p.output_overruns,
         return_trimmed_ms: rate
             .samples_to_ms(usize::try_from(out.samples_trimmed).unwrap_or(usize::MAX)),
+        room: room.map_or_else(RoomCounters::default, |r| {
+            let s = r.snapshot();
+            RoomCounters {
+                ticks: s.ticks,
+                silent_ticks: s.silent_ticks,
+                talker_frames: s.talker_frames,
+                max_talkers: s.max_talkers,
+            }
+        }),
     }
 }
 
@@ -507,7 +520,7 @@ async fn handle_text(
                 }
             };
             let (rate, receive, queued_ms) = current.unwrap_or((ctx.native, false, 0));
-            let stats = call_stats(audio.as_ref());
+            let stats = call_stats(audio.as_ref(), ctx.room_stats.as_deref());
             send_json(
                 session,
                 &AudioConfigReply {
@@ -606,7 +619,11 @@ async fn handle_text(
                 }
                 None => {}
             }
-            send_json(session, &call_stats(audio.as_ref())).await?;
+            send_json(
+                session,
+                &call_stats(audio.as_ref(), ctx.room_stats.as_deref()),
+            )
+            .await?;
         }
         ClientMessage::Mark { name } => match ensure_audio(ctx, participant, audio, None, None) {
             Ok(a) => {

@@ -399,6 +399,11 @@ fn call_stats_report_queued_playout_on_request_and_periodically() {
     assert!(q2 < q1, "queue did not drain: {q1} → {q2}");
     assert!(later["frames_played"].as_u64().unwrap() > first["frames_played"].as_u64().unwrap());
     assert!(later["frames_received"].as_u64().unwrap() > 0);
+    // The room's own counters: mixed every tick, with this agent talking.
+    let room = &later["room"];
+    assert!(room["ticks"].as_u64().unwrap() > first["room"]["ticks"].as_u64().unwrap());
+    assert!(room["talker_frames"].as_u64().unwrap() > 0);
+    assert_eq!(room["max_talkers"], 1);
     send_json(&mut ws, json!({"type": "call_stats", "interval_ms": 5}));
     assert_eq!(
         next_event(&mut ws, 400, of_type("call_error"))["code"],

@@ -3,7 +3,11 @@
 use std::collections::HashMap;
 
 use actix::prelude::*;
+use std::sync::Arc;
+
 use chamade_media::SampleRate;
+
+use crate::shard::RoomStats;
 
 use super::{
     CallState, Direction, Member, ParticipantKind, RoomError, RoomEvent, RoomState, TranscriptLine,
@@ -19,7 +23,7 @@ pub struct Room {
     state: RoomState,
     subscribers: HashMap<u64, Recipient<Delivered>>,
     next_subscriber: u64,
-    media: Option<u64>,
+    media: Option<(u64, Arc<RoomStats>)>,
     rate: SampleRate,
 }
 
@@ -35,9 +39,9 @@ impl Room {
         }
     }
 
-    /// Names the mixer room that carries this call's audio, and its rate.
-    pub fn with_media(mut self, media_room: u64, rate: SampleRate) -> Room {
-        self.media = Some(media_room);
+    /// Names the mixer room that carries this call's audio, its counters and its rate.
+    pub fn with_media(mut self, media_room: u64, stats: Arc<RoomStats>, rate: SampleRate) -> Room {
+        self.media = Some((media_room, stats));
         self.rate = rate;
         self
     }
@@ -70,6 +74,8 @@ pub struct RoomSnapshot {
     pub members: Vec<Member>,
     /// The mixer room carrying the call's audio, if it has audio.
     pub media_room: Option<u64>,
+    /// That mixer room's counters.
+    pub media_stats: Option<Arc<RoomStats>>,
     /// The room's native mixing rate.
     pub rate: SampleRate,
 }
@@ -91,7 +97,8 @@ impl Handler<Snapshot> for Room {
             transcript: lines.to_vec(),
             transcript_length: total,
             members: self.state.members().to_vec(),
-            media_room: self.media,
+            media_room: self.media.as_ref().map(|(id, _)| *id),
+            media_stats: self.media.as_ref().map(|(_, s)| Arc::clone(s)),
             rate: self.rate,
         })
     }

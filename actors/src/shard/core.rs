@@ -350,7 +350,9 @@ fn tick_room(room: &mut RoomMedia, now: u64, stats: &ShardStats) {
         pull_input(mixer, member, now, stats);
     }
     mixer.mix();
-    let no_talkers = mixer.talkers().next().is_none();
+    let talkers = mixer.talkers().count() as u64;
+    room.stats.record_tick(talkers);
+    let no_talkers = talkers == 0;
     for member in members.iter_mut() {
         let p = &mut *member.media;
         let Some(out) = p.output.as_mut() else {

@@ -15,7 +15,7 @@ use chamade_media::mixer::{MixMinus, MixMode, Slot};
 use chamade_media::resample::{ResampleError, Resampler};
 use chamade_media::ring::{PcmConsumer, PcmProducer, RingConfig, pcm_ring};
 
-use super::stats::ParticipantStats;
+use super::stats::{ParticipantStats, RoomStats};
 use crate::ids::ParticipantId;
 
 /// Capacity of an output ring. A reader that keeps up holds a frame or two; the rest is
@@ -251,6 +251,7 @@ pub struct RoomMedia {
     // as a pointer: unboxing it on the way out would allocate on the tick thread.
     #[allow(clippy::vec_box)]
     pub(crate) lanes: Vec<Box<SharedLane>>,
+    pub(crate) stats: Arc<RoomStats>,
 }
 
 impl fmt::Debug for RoomMedia {
@@ -272,7 +273,13 @@ impl RoomMedia {
             mixer: MixMinus::new(rate.frame_samples(), max_participants),
             members: Vec::with_capacity(max_participants),
             lanes: Vec::with_capacity(max_participants),
+            stats: Arc::new(RoomStats::default()),
         }
+    }
+
+    /// The room's counters; take a handle before sending the room to its shard.
+    pub fn stats(&self) -> &Arc<RoomStats> {
+        &self.stats
     }
 
     /// The mixing rate.

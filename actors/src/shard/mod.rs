@@ -52,8 +52,8 @@ pub use core::{DEFAULT_ROOM_CAPACITY, ShardCore, disposal_channel};
 pub use crossbeam_channel::{Receiver, Sender};
 pub use media::{LegEnds, OUTPUT_RING_MS, ParticipantMedia, RoomMedia, SharedLane};
 pub use stats::{
-    ParticipantSnapshot, ParticipantStats, ShardSnapshot, ShardStats, TICK_BUCKET_BOUNDS_US,
-    TICK_BUCKETS,
+    ParticipantSnapshot, ParticipantStats, RoomSnapshot, RoomStats, ShardSnapshot, ShardStats,
+    TICK_BUCKET_BOUNDS_US, TICK_BUCKETS,
 };
 pub use thread::{
     MixerPool, MixerShard, ShardConfig, ShardHandle, ShardIndex, ShardPanicked, ShardSendError,

@@ -296,3 +296,48 @@ mod tests {
         assert_eq!(ShardSnapshot::default().tick_quantile_us(0.5), None);
     }
 }
+
+/// One room's counters, written by its shard and read by the control plane (an agent sees
+/// them in `call_stats`): how often the room was mixed, and how much of it was talk.
+#[derive(Debug, Default)]
+pub struct RoomStats {
+    ticks: AtomicU64,
+    silent_ticks: AtomicU64,
+    talker_frames: AtomicU64,
+    max_talkers: AtomicU64,
+}
+
+/// A point-in-time copy of [`RoomStats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RoomSnapshot {
+    /// Ticks the room was mixed (rooms with nobody seated are not).
+    pub ticks: u64,
+    /// Of those, ticks in which nobody talked.
+    pub silent_ticks: u64,
+    /// Talker frames mixed, over all ticks (a tick with two talkers counts two).
+    pub talker_frames: u64,
+    /// Most talkers in one tick.
+    pub max_talkers: u64,
+}
+
+impl RoomStats {
+    /// Reads every counter.
+    pub fn snapshot(&self) -> RoomSnapshot {
+        RoomSnapshot {
+            ticks: self.ticks.load(Ordering::Relaxed),
+            silent_ticks: self.silent_ticks.load(Ordering::Relaxed),
+            talker_frames: self.talker_frames.load(Ordering::Relaxed),
+            max_talkers: self.max_talkers.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn record_tick(&self, talkers: u64) {
+        self.ticks.fetch_add(1, Ordering::Relaxed);
+        if talkers == 0 {
+            self.silent_ticks.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.talker_frames.fetch_add(talkers, Ordering::Relaxed);
+            self.max_talkers.fetch_max(talkers, Ordering::Relaxed);
+        }
+    }
+}
