@@ -184,6 +184,7 @@ pub async fn usage(
 #[serde(deny_unknown_fields)]
 pub struct ProfileUpdate {
     /// New display name, 1 to 100 characters.
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     pub name: String,
 }
 
@@ -236,6 +237,7 @@ pub struct ChangePassword {
     /// The password in use.
     pub current_password: String,
     /// At least 8 characters.
+    #[schema(min_length = 8, max_length = 1024)]
     pub new_password: String,
 }
 
@@ -281,6 +283,7 @@ pub async fn change_password(
 #[serde(deny_unknown_fields)]
 pub struct ChangeEmail {
     /// The new address.
+    #[schema(format = Email, max_length = 254)]
     pub new_email: String,
 }
 

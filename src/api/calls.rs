@@ -30,12 +30,14 @@ const CALL_PLATFORMS: &[&str] = &[
 #[serde(deny_unknown_fields)]
 pub struct CreateCall {
     /// `discord`, `teams`, `meet`, `zoom`, `telegram`, `nctalk`, `sip`, `whatsapp` or `web`.
+    #[schema(example = "web")]
     pub platform: String,
     /// Meeting URL or SIP URI; not needed for `web`.
     #[serde(default)]
     pub meeting_url: Option<String>,
     /// The agent's display name (default "AI Agent").
     #[serde(default)]
+    #[schema(max_length = 100)]
     pub agent_name: Option<String>,
     /// Whether hosted STT transcribes the call (default true; false for BYO-STT).
     #[serde(default)]
@@ -521,6 +523,7 @@ pub async fn hang_up(
 #[serde(deny_unknown_fields)]
 pub struct SendChat {
     /// 1 to 10,000 characters.
+    #[schema(min_length = 1, max_length = 10000)]
     pub text: String,
     /// Sender name shown in the meeting (default: the agent's name).
     #[serde(default)]

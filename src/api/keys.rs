@@ -64,6 +64,7 @@ pub async fn list(
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
     /// Label, 1 to 100 characters.
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     pub name: String,
 }
 

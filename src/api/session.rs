@@ -38,8 +38,10 @@ pub async fn health() -> web::Json<Health> {
 #[serde(deny_unknown_fields)]
 pub struct SignupRequest {
     /// Login address.
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
     /// At least 8 characters.
+    #[schema(min_length = 8, max_length = 1024)]
     pub password: String,
     /// Display name (defaults to the address's local part).
     #[serde(default)]
