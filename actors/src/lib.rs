@@ -7,6 +7,7 @@
 //! and the one decision every shard and room shares, the mixing rate of each platform.
 #![deny(missing_docs)]
 
+pub mod bridge;
 pub mod ids;
 pub mod shard;
 

@@ -1,0 +1,313 @@
+//! Plain RTP legs (RFC 3550) with PCMU, PCMA (RFC 3551, 8 kHz) or Opus (RFC 7587, 48 or
+//! 16 kHz), 20 ms per packet. Sans-IO: [`RtpReceiver`] takes datagrams as they arrive and
+//! yields one decoded 20 ms frame per tick (reordered, de-duplicated and concealed through
+//! the jitter buffer); [`RtpSender`] turns one frame per tick into one packet. Nothing here
+//! allocates after construction.
+
+use chamade_media::jitter::{Concealer, FrameCount, JitterBuffer, JitterConfig, Playout};
+use chamade_media::opus::{MAX_PACKET_BYTES, OpusConfig, OpusDecoder, OpusEncoder};
+use chamade_media::{CodecError, Frame, SampleRate, g711};
+use rtp_rs::{RtpPacketBuilder, RtpReader, Seq};
+
+/// RTP header bytes without CSRCs or extensions.
+const HEADER_BYTES: usize = 12;
+/// The dynamic payload type used for Opus unless negotiated otherwise.
+pub const OPUS_PAYLOAD_TYPE: u8 = 111;
+
+/// The codecs a plain RTP leg can carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RtpCodec {
+    /// G.711 μ-law, payload type 0.
+    Pcmu,
+    /// G.711 A-law, payload type 8.
+    Pcma,
+    /// Opus decoded and encoded at 48 kHz (payload type 111).
+    Opus48,
+    /// Opus decoded and encoded at 16 kHz, for wideband media systems (payload type 111).
+    Opus16,
+}
+
+impl RtpCodec {
+    /// Parses the API's names: `PCMU`, `PCMA`, `opus` / `opus48`, `opus16` (any case).
+    pub fn from_name(name: &str) -> Option<RtpCodec> {
+        match name.to_ascii_lowercase().as_str() {
+            "pcmu" => Some(RtpCodec::Pcmu),
+            "pcma" => Some(RtpCodec::Pcma),
+            "opus" | "opus48" => Some(RtpCodec::Opus48),
+            "opus16" => Some(RtpCodec::Opus16),
+            _ => None,
+        }
+    }
+
+    /// The RTP payload type.
+    pub fn payload_type(self) -> u8 {
+        match self {
+            RtpCodec::Pcmu => 0,
+            RtpCodec::Pcma => 8,
+            RtpCodec::Opus48 | RtpCodec::Opus16 => OPUS_PAYLOAD_TYPE,
+        }
+    }
+
+    /// The rate of the PCM the leg exchanges with its rings.
+    pub fn pcm_rate(self) -> SampleRate {
+        match self {
+            RtpCodec::Pcmu | RtpCodec::Pcma => SampleRate::HZ_8000,
+            RtpCodec::Opus48 => SampleRate::HZ_48000,
+            RtpCodec::Opus16 => SampleRate::HZ_16000,
+        }
+    }
+
+    /// RTP timestamp units per 20 ms packet (Opus always counts at 48 kHz, RFC 7587).
+    pub fn timestamp_step(self) -> u32 {
+        match self {
+            RtpCodec::Pcmu | RtpCodec::Pcma => 160,
+            RtpCodec::Opus48 | RtpCodec::Opus16 => 960,
+        }
+    }
+}
+
+/// Why a datagram was not taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RtpError {
+    /// Not a parsable RTP version 2 packet.
+    #[error("malformed RTP packet: {0}")]
+    Malformed(String),
+    /// A payload type other than the leg's codec (RTCP and DTMF are handled elsewhere).
+    #[error("unexpected payload type {0}")]
+    PayloadType(u8),
+    /// A payload that cannot be one 20 ms frame of the codec.
+    #[error("payload of {0} bytes does not fit the codec")]
+    PayloadSize(usize),
+    /// The codec failed.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+}
+
+/// One packet's payload, stored inline so the jitter buffer never allocates.
+#[derive(Clone)]
+pub struct Payload {
+    len: usize,
+    data: [u8; MAX_PACKET_BYTES],
+}
+
+impl Payload {
+    fn bytes(&self) -> &[u8] {
+        &self.data[..self.len]
+    }
+}
+
+enum Decoder {
+    Pcmu,
+    Pcma,
+    Opus(Box<OpusDecoder>),
+}
+
+/// Counters of a receiving leg.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReceiverStats {
+    /// Packets taken into the jitter buffer.
+    pub packets: u64,
+    /// Datagrams refused (malformed, other payload type, wrong size, another source).
+    pub refused: u64,
+    /// Frames decoded from a packet.
+    pub decoded: u64,
+    /// Frames concealed (lost or late packet).
+    pub concealed: u64,
+    /// Frames of silence while buffering.
+    pub silent: u64,
+}
+
+/// The receiving half of a plain RTP leg.
+pub struct RtpReceiver {
+    codec: RtpCodec,
+    jitter: JitterBuffer<Payload>,
+    decoder: Decoder,
+    concealer: Concealer,
+    ssrc: Option<u32>,
+    frame: Frame,
+    stats: ReceiverStats,
+}
+
+impl RtpReceiver {
+    /// A receiver for `codec` with the default jitter buffer (40 ms).
+    pub fn new(codec: RtpCodec) -> Result<RtpReceiver, RtpError> {
+        let rate = codec.pcm_rate();
+        let decoder = match codec {
+            RtpCodec::Pcmu => Decoder::Pcmu,
+            RtpCodec::Pcma => Decoder::Pcma,
+            RtpCodec::Opus48 | RtpCodec::Opus16 => Decoder::Opus(Box::new(OpusDecoder::new(rate)?)),
+        };
+        Ok(RtpReceiver {
+            codec,
+            jitter: JitterBuffer::new(JitterConfig::default()),
+            decoder,
+            concealer: Concealer::new(rate, FrameCount::new(3)),
+            ssrc: None,
+            frame: Frame::silence(rate),
+            stats: ReceiverStats::default(),
+        })
+    }
+
+    /// Takes one datagram. The first packet's SSRC is locked in; another source is refused
+    /// (a new stream must open a new leg).
+    pub fn on_datagram(&mut self, datagram: &[u8]) -> Result<(), RtpError> {
+        let result = self.accept(datagram);
+        if result.is_err() {
+            self.stats.refused += 1;
+        }
+        result
+    }
+
+    fn accept(&mut self, datagram: &[u8]) -> Result<(), RtpError> {
+        let packet = RtpReader::new(datagram).map_err(|e| RtpError::Malformed(format!("{e:?}")))?;
+        if packet.payload_type() != self.codec.payload_type() {
+            return Err(RtpError::PayloadType(packet.payload_type()));
+        }
+        let payload = packet.payload();
+        let fits = match self.codec {
+            RtpCodec::Pcmu | RtpCodec::Pcma => {
+                payload.len() == self.codec.pcm_rate().frame_samples()
+            }
+            RtpCodec::Opus48 | RtpCodec::Opus16 => {
+                !payload.is_empty() && payload.len() <= MAX_PACKET_BYTES
+            }
+        };
+        if !fits {
+            return Err(RtpError::PayloadSize(payload.len()));
+        }
+        match self.ssrc {
+            None => self.ssrc = Some(packet.ssrc()),
+            Some(ssrc) if ssrc != packet.ssrc() => {
+                return Err(RtpError::Malformed(format!(
+                    "unexpected SSRC {:#x}",
+                    packet.ssrc()
+                )));
+            }
+            Some(_) => {}
+        }
+        let mut stored = Payload {
+            len: payload.len(),
+            data: [0; MAX_PACKET_BYTES],
+        };
+        stored.data[..payload.len()].copy_from_slice(payload);
+        self.jitter
+            .push(u16::from(packet.sequence_number()), stored);
+        self.stats.packets += 1;
+        Ok(())
+    }
+
+    /// The frame for this tick: decoded, concealed or silent, at [`RtpCodec::pcm_rate`].
+    pub fn next_frame(&mut self) -> &Frame {
+        match self.jitter.pop() {
+            Playout::Packet(p) => {
+                let decoded = match &mut self.decoder {
+                    Decoder::Pcmu => {
+                        g711::ulaw::decode(p.bytes(), self.frame.samples_mut()).map(|_| ())
+                    }
+                    Decoder::Pcma => {
+                        g711::alaw::decode(p.bytes(), self.frame.samples_mut()).map(|_| ())
+                    }
+                    Decoder::Opus(d) => d.decode(p.bytes(), &mut self.frame).map(|_| ()),
+                };
+                match decoded {
+                    Ok(()) => {
+                        self.concealer.good(&mut self.frame);
+                        self.stats.decoded += 1;
+                    }
+                    Err(_) => self.conceal(),
+                }
+            }
+            Playout::Lost => self.conceal(),
+            Playout::Buffering => {
+                self.frame.samples_mut().fill(0);
+                self.stats.silent += 1;
+            }
+        }
+        &self.frame
+    }
+
+    fn conceal(&mut self) {
+        self.stats.concealed += 1;
+        if let Decoder::Opus(d) = &mut self.decoder
+            && d.conceal(&mut self.frame).is_ok()
+        {
+            return;
+        }
+        self.concealer.conceal(&mut self.frame);
+    }
+
+    /// The receiver's counters.
+    pub fn stats(&self) -> ReceiverStats {
+        self.stats
+    }
+}
+
+enum Encoder {
+    Pcmu,
+    Pcma,
+    Opus(Box<OpusEncoder>),
+}
+
+/// The sending half of a plain RTP leg.
+pub struct RtpSender {
+    codec: RtpCodec,
+    encoder: Encoder,
+    ssrc: u32,
+    seq: Seq,
+    timestamp: u32,
+    payload: [u8; MAX_PACKET_BYTES],
+    packet: [u8; HEADER_BYTES + MAX_PACKET_BYTES],
+}
+
+impl RtpSender {
+    /// A sender for `codec` with the given SSRC and starting sequence number and timestamp
+    /// (random in production, fixed in tests).
+    pub fn new(
+        codec: RtpCodec,
+        ssrc: u32,
+        first_seq: u16,
+        first_timestamp: u32,
+    ) -> Result<RtpSender, RtpError> {
+        let encoder = match codec {
+            RtpCodec::Pcmu => Encoder::Pcmu,
+            RtpCodec::Pcma => Encoder::Pcma,
+            RtpCodec::Opus48 | RtpCodec::Opus16 => Encoder::Opus(Box::new(OpusEncoder::new(
+                codec.pcm_rate(),
+                OpusConfig::default(),
+            )?)),
+        };
+        Ok(RtpSender {
+            codec,
+            encoder,
+            ssrc,
+            seq: Seq::from(first_seq),
+            timestamp: first_timestamp,
+            payload: [0; MAX_PACKET_BYTES],
+            packet: [0; HEADER_BYTES + MAX_PACKET_BYTES],
+        })
+    }
+
+    /// Encodes one 20 ms frame at [`RtpCodec::pcm_rate`] into the next packet.
+    pub fn packetize(&mut self, frame: &Frame) -> Result<&[u8], RtpError> {
+        let n = match &mut self.encoder {
+            Encoder::Pcmu => g711::ulaw::encode(frame.samples(), &mut self.payload)?,
+            Encoder::Pcma => g711::alaw::encode(frame.samples(), &mut self.payload)?,
+            Encoder::Opus(e) => e.encode(frame, &mut self.payload)?,
+        };
+        let len = RtpPacketBuilder::new()
+            .payload_type(self.codec.payload_type())
+            .ssrc(self.ssrc)
+            .sequence(self.seq)
+            .timestamp(self.timestamp)
+            .payload(&self.payload[..n])
+            .build_into(&mut self.packet)
+            .map_err(|e| RtpError::Malformed(format!("{e:?}")))?;
+        self.seq = self.seq.next();
+        self.timestamp = self.timestamp.wrapping_add(self.codec.timestamp_step());
+        Ok(&self.packet[..len])
+    }
+}
+
+#[cfg(test)]
+mod tests;
