@@ -128,6 +128,17 @@ impl MediaPlane {
         })
     }
 
+    /// Takes a participant out of its room by id (when its leg is owned elsewhere).
+    pub fn leave_leg(&self, room: u64, participant: u64) {
+        let _ = self.pool.send(
+            Self::shard_of(room),
+            ShardCommand::RemoveParticipant {
+                room: RoomId(room),
+                participant: ParticipantId(participant),
+            },
+        );
+    }
+
     /// Takes an agent out of its room.
     pub fn leave(&self, room: u64, leg: AgentLeg) {
         let _ = self.pool.send(

@@ -58,6 +58,7 @@ pub fn build(listener: TcpListener, state: AppState, workers: usize) -> Result<S
         crate::media_plane::MediaPlane::start(state.config.effective_mixer_shards())
             .map_err(|e| StartError::Media(e.to_string()))?,
     );
+    let rtp_legs = web::Data::new(crate::api::rtp::RtpLegs::default());
     let data = web::Data::new(state);
     let addr = listener
         .local_addr()
@@ -72,6 +73,7 @@ pub fn build(listener: TcpListener, state: AppState, workers: usize) -> Result<S
             .app_data(doc.clone())
             .app_data(registry.clone())
             .app_data(media.clone())
+            .app_data(rtp_legs.clone())
             .app_data(api::json_config())
             .app_data(api::path_config())
             .app_data(api::query_config())

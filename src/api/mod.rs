@@ -6,6 +6,7 @@ pub mod bot_tokens;
 pub mod calls;
 pub mod connections;
 pub mod keys;
+pub mod rtp;
 pub mod session;
 pub mod sip;
 pub mod voice;
@@ -44,6 +45,8 @@ pub fn routes(cfg: &mut ServiceConfig) {
             .service(calls::chat)
             .service(calls::say)
             .service(calls::typing)
+            .service(rtp::add)
+            .service(rtp::remove)
             .service(keys::list)
             .service(keys::create)
             .service(keys::delete)

@@ -9,6 +9,7 @@ mod bad_input;
 mod calls_api;
 mod cli;
 mod openapi;
+mod rtp_api;
 mod settings_api;
 mod sip_api;
 mod stream_ws;
