@@ -111,6 +111,14 @@ impl From<crate::db::DbError> for ApiError {
 
 impl From<diesel::result::Error> for ApiError {
     fn from(e: diesel::result::Error) -> Self {
+        // PostgreSQL cannot store NUL in text: that is the client's input, not our fault.
+        if let diesel::result::Error::DatabaseError(_, info) = &e
+            && info.message().contains("0x00")
+        {
+            return ApiError::Unprocessable(
+                "Text fields must not contain NUL (\\u0000) characters".into(),
+            );
+        }
         ApiError::Internal(e.to_string())
     }
 }

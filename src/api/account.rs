@@ -211,12 +211,7 @@ pub async fn profile(
     caller: Caller,
     body: web::Json<ProfileUpdate>,
 ) -> Result<web::Json<Profile>, ApiError> {
-    let name = body.into_inner().name.trim().to_string();
-    if name.is_empty() || name.chars().count() > 100 {
-        return Err(ApiError::Unprocessable(
-            "name must be 1 to 100 characters".into(),
-        ));
-    }
+    let name = crate::api::session::check_label("name", &body.into_inner().name, 100)?;
     let user = state
         .db(move |c| {
             repo::set_name(c, &caller.user_id, &name)?;

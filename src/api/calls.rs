@@ -264,16 +264,10 @@ pub async fn create(
             ),
         ));
     }
-    let agent_name = body
-        .agent_name
-        .map(|n| n.trim().to_string())
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| "AI Agent".to_string());
-    if agent_name.chars().count() > 100 {
-        return Err(ApiError::Unprocessable(
-            "agent_name must be at most 100 characters".into(),
-        ));
-    }
+    let agent_name = match body.agent_name.as_deref().map(str::trim) {
+        None | Some("") => "AI Agent".to_string(),
+        Some(name) => crate::api::session::check_label("agent_name", name, 100)?,
+    };
     let rate = chamade_actors::native_rate(&platform).map_or(48_000, |r| r.hz());
     let row = CallRow {
         id: uuid::Uuid::new_v4().to_string(),

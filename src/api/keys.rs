@@ -95,12 +95,7 @@ pub async fn create(
     caller: Caller,
     body: web::Json<CreateKey>,
 ) -> Result<HttpResponse, ApiError> {
-    let name = body.into_inner().name.trim().to_string();
-    if name.is_empty() || name.chars().count() > 100 {
-        return Err(ApiError::Unprocessable(
-            "name must be 1 to 100 characters".into(),
-        ));
-    }
+    let name = crate::api::session::check_label("name", &body.into_inner().name, 100)?;
     let now = now_ms();
     let stored_name = name.clone();
     let (key_id, key) = state

@@ -68,7 +68,7 @@ pub fn parse_email(raw: &str) -> Result<String, ApiError> {
         && email.split_once('@').is_some_and(|(local, domain)| {
             !local.is_empty() && !domain.is_empty() && !domain.contains('@')
         })
-        && !email.chars().any(char::is_whitespace);
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
     if valid {
         Ok(email)
     } else {
@@ -76,6 +76,18 @@ pub fn parse_email(raw: &str) -> Result<String, ApiError> {
             "Invalid email address: {raw:?}"
         )))
     }
+}
+
+/// Checks a short text field (names, labels): trimmed, 1 to `max` characters, and no control
+/// characters (PostgreSQL cannot store NUL, and none belongs in a name).
+pub fn check_label(field: &str, value: &str, max: usize) -> Result<String, ApiError> {
+    let v = value.trim();
+    if v.is_empty() || v.chars().count() > max || v.chars().any(char::is_control) {
+        return Err(ApiError::Unprocessable(format!(
+            "{field} must be 1 to {max} characters, without control characters"
+        )));
+    }
+    Ok(v.to_string())
 }
 
 /// Checks a new password.

@@ -147,9 +147,38 @@ fn a_bad_key_is_401_whatever_the_body(b: Backend) {
 }
 
 on_both_backends!(
+    nul_and_control_characters_are_422_not_500,
     a_bad_key_is_401_whatever_the_body,
     malformed_bodies_are_422_naming_the_problem,
     signup_rejects_bad_addresses_and_passwords,
     unknown_routes_are_json_404_and_trailing_slashes_work,
     wrong_methods_and_odd_headers_never_500,
 );
+
+fn nul_and_control_characters_are_422_not_500(b: Backend) {
+    let s = TestServer::start(b);
+    let (_, key) = s.signup("nul@example.org");
+    for (path, body) in [
+        ("/api/api-keys", json!({"name": "bad\u{0}name"})),
+        (
+            "/api/call",
+            json!({"platform": "web", "agent_name": "a\u{0007}b"}),
+        ),
+    ] {
+        let v = json(s.post(path, &key, &body), 422);
+        assert_eq!(v["code"], "validation_error", "{path}");
+    }
+    let r = s
+        .req(Method::PATCH, "/api/profile", &key)
+        .json(&json!({"name": "x\u{0}"}))
+        .send()
+        .unwrap();
+    json(r, 422);
+    // Wherever else a NUL reaches PostgreSQL, it is the client's error, not a 500.
+    let r = s.post(
+        "/api/change-email",
+        &key,
+        &json!({"new_email": "a\u{0}b@example.org"}),
+    );
+    assert!(r.status().is_client_error(), "{}", r.status());
+}
