@@ -141,13 +141,7 @@ impl MediaPlane {
 
     /// Takes an agent out of its room.
     pub fn leave(&self, room: u64, leg: AgentLeg) {
-        let _ = self.pool.send(
-            Self::shard_of(room),
-            ShardCommand::RemoveParticipant {
-                room: RoomId(room),
-                participant: ParticipantId(leg.participant),
-            },
-        );
+        self.leave_leg(room, leg.participant);
     }
 
     /// Every shard's counters.
