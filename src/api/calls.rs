@@ -303,7 +303,12 @@ pub async fn create(
             ApiError::TooManyRequests("Concurrent call limit reached".into())
         })?;
     let stored = row.clone();
-    state.db(move |c| store::insert_call(c, &stored)).await?;
+    if let Err(e) = state.db(move |c| store::insert_call(c, &stored)).await {
+        // Not stored, so not a call: free its room and its slot under the limit.
+        room.do_send(Command::HangUp);
+        media.close_room(media_room);
+        return Err(e);
+    }
     // A `web` room is hosted here: it is ready at once.
     let now = room
         .send(Command::Connected)
