@@ -3,3 +3,4 @@
 //! server's.
 
 pub mod rtp;
+pub mod sip;

@@ -3,16 +3,26 @@
 //! yields one decoded 20 ms frame per tick (reordered, de-duplicated and concealed through
 //! the jitter buffer); [`RtpSender`] turns one frame per tick into one packet. Nothing here
 //! allocates after construction.
+//!
+//! DTMF travels in the same stream as RFC 4733 telephone-events under their own payload
+//! type: the receiver reads them into digits when told that type
+//! ([`RtpReceiver::set_dtmf_payload_type`]), and the sender slots event packets between
+//! audio packets on the same sequence and timestamp line ([`RtpSender::packetize_event`]).
 
 use chamade_media::jitter::{Concealer, FrameCount, JitterBuffer, JitterConfig, Playout};
 use chamade_media::opus::{MAX_PACKET_BYTES, OpusConfig, OpusDecoder, OpusEncoder};
 use chamade_media::{CodecError, Frame, SampleRate, g711};
 use rtp_rs::{RtpPacketBuilder, RtpReader, Seq};
 
+use crate::bridge::sip::dtmf::{DtmfReceiver, EVENT_PAYLOAD_BYTES, EventPacket};
+
 /// RTP header bytes without CSRCs or extensions.
 const HEADER_BYTES: usize = 12;
 /// The dynamic payload type used for Opus unless negotiated otherwise.
 pub const OPUS_PAYLOAD_TYPE: u8 = 111;
+/// Received digits held until [`RtpReceiver::take_dtmf`]; enough for any dialled number,
+/// and bounded so that a peer pressing keys into an unread leg costs nothing.
+const DTMF_QUEUE: usize = 32;
 
 /// The codecs a plain RTP leg can carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -73,7 +83,8 @@ pub enum RtpError {
     /// Not a parsable RTP version 2 packet.
     #[error("malformed RTP packet: {0}")]
     Malformed(String),
-    /// A payload type other than the leg's codec (RTCP and DTMF are handled elsewhere).
+    /// A payload type other than the leg's codec or its telephone-events (RTCP is handled
+    /// elsewhere).
     #[error("unexpected payload type {0}")]
     PayloadType(u8),
     /// A payload that cannot be one 20 ms frame of the codec.
@@ -116,6 +127,45 @@ pub struct ReceiverStats {
     pub concealed: u64,
     /// Frames of silence while buffering.
     pub silent: u64,
+    /// Telephone-event (DTMF) packets taken, repeats included.
+    pub events: u64,
+}
+
+/// Digits received and not yet taken, oldest first; the oldest is dropped when full, since
+/// a reader that far behind wants the latest keys.
+struct DigitQueue {
+    digits: [char; DTMF_QUEUE],
+    head: usize,
+    len: usize,
+}
+
+impl DigitQueue {
+    fn new() -> DigitQueue {
+        DigitQueue {
+            digits: ['\0'; DTMF_QUEUE],
+            head: 0,
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, digit: char) {
+        if self.len == DTMF_QUEUE {
+            self.head = (self.head + 1) % DTMF_QUEUE;
+            self.len -= 1;
+        }
+        self.digits[(self.head + self.len) % DTMF_QUEUE] = digit;
+        self.len += 1;
+    }
+
+    fn pop(&mut self) -> Option<char> {
+        if self.len == 0 {
+            return None;
+        }
+        let digit = self.digits[self.head];
+        self.head = (self.head + 1) % DTMF_QUEUE;
+        self.len -= 1;
+        Some(digit)
+    }
 }
 
 /// The receiving half of a plain RTP leg.
@@ -127,6 +177,9 @@ pub struct RtpReceiver {
     ssrc: Option<u32>,
     frame: Frame,
     stats: ReceiverStats,
+    dtmf_payload_type: Option<u8>,
+    dtmf: DtmfReceiver,
+    digits: DigitQueue,
 }
 
 impl RtpReceiver {
@@ -146,7 +199,24 @@ impl RtpReceiver {
             ssrc: None,
             frame: Frame::silence(rate),
             stats: ReceiverStats::default(),
+            dtmf_payload_type: None,
+            dtmf: DtmfReceiver::new(),
+            digits: DigitQueue::new(),
         })
+    }
+
+    /// Sets the negotiated telephone-event payload type, or `None` when DTMF was not
+    /// negotiated: packets of that type are then read as digits (see
+    /// [`RtpReceiver::take_dtmf`]) instead of being refused. The audio payload type wins if
+    /// both are the same.
+    pub fn set_dtmf_payload_type(&mut self, pt: Option<u8>) {
+        self.dtmf_payload_type = pt;
+    }
+
+    /// The oldest received DTMF digit not yet taken. Each keypress is given once, however
+    /// many packets carried it.
+    pub fn take_dtmf(&mut self) -> Option<char> {
+        self.digits.pop()
     }
 
     /// Takes one datagram. The first packet's SSRC is locked in; another source is refused
@@ -162,6 +232,9 @@ impl RtpReceiver {
     fn accept(&mut self, datagram: &[u8]) -> Result<(), RtpError> {
         let packet = RtpReader::new(datagram).map_err(|e| RtpError::Malformed(format!("{e:?}")))?;
         if packet.payload_type() != self.codec.payload_type() {
+            if Some(packet.payload_type()) == self.dtmf_payload_type {
+                return self.accept_event(&packet);
+            }
             return Err(RtpError::PayloadType(packet.payload_type()));
         }
         let payload = packet.payload();
@@ -176,6 +249,35 @@ impl RtpReceiver {
         if !fits {
             return Err(RtpError::PayloadSize(payload.len()));
         }
+        self.check_source(&packet)?;
+        let mut stored = Payload {
+            len: payload.len(),
+            data: [0; MAX_PACKET_BYTES],
+        };
+        stored.data[..payload.len()].copy_from_slice(payload);
+        self.jitter
+            .push(u16::from(packet.sequence_number()), stored);
+        self.stats.packets += 1;
+        Ok(())
+    }
+
+    /// Telephone-events come from the same source as the audio (RFC 4733 §2.1), so a
+    /// foreign stream cannot inject keypresses either.
+    fn accept_event(&mut self, packet: &RtpReader<'_>) -> Result<(), RtpError> {
+        let payload = packet.payload();
+        if payload.len() < EVENT_PAYLOAD_BYTES {
+            return Err(RtpError::PayloadSize(payload.len()));
+        }
+        self.check_source(packet)?;
+        self.stats.events += 1;
+        if let Some(digit) = self.dtmf.on_event(packet.timestamp(), payload) {
+            self.digits.push(digit);
+        }
+        Ok(())
+    }
+
+    /// Locks in the first packet's SSRC and refuses any other.
+    fn check_source(&mut self, packet: &RtpReader<'_>) -> Result<(), RtpError> {
         match self.ssrc {
             None => self.ssrc = Some(packet.ssrc()),
             Some(ssrc) if ssrc != packet.ssrc() => {
@@ -186,14 +288,6 @@ impl RtpReceiver {
             }
             Some(_) => {}
         }
-        let mut stored = Payload {
-            len: payload.len(),
-            data: [0; MAX_PACKET_BYTES],
-        };
-        stored.data[..payload.len()].copy_from_slice(payload);
-        self.jitter
-            .push(u16::from(packet.sequence_number()), stored);
-        self.stats.packets += 1;
         Ok(())
     }
 
@@ -256,6 +350,7 @@ pub struct RtpSender {
     ssrc: u32,
     seq: Seq,
     timestamp: u32,
+    event_timestamp: u32,
     payload: [u8; MAX_PACKET_BYTES],
     packet: [u8; HEADER_BYTES + MAX_PACKET_BYTES],
 }
@@ -283,6 +378,7 @@ impl RtpSender {
             ssrc,
             seq: Seq::from(first_seq),
             timestamp: first_timestamp,
+            event_timestamp: first_timestamp,
             payload: [0; MAX_PACKET_BYTES],
             packet: [0; HEADER_BYTES + MAX_PACKET_BYTES],
         })
@@ -306,6 +402,44 @@ impl RtpSender {
         self.seq = self.seq.next();
         self.timestamp = self.timestamp.wrapping_add(self.codec.timestamp_step());
         Ok(&self.packet[..len])
+    }
+
+    /// Puts one telephone-event packet (from
+    /// [`DtmfSender::next`](crate::bridge::sip::dtmf::DtmfSender::next)) in place of this
+    /// packet time's audio, on the audio's SSRC and sequence numbers. The event's timestamp
+    /// is the audio timestamp when its first packet (`new_event`) is sent and stays for all
+    /// its packets (RFC 4733 §2.5.1.2), while the audio timestamp still moves one packet
+    /// step per call so audio resumes in time.
+    ///
+    /// The event durations count 8 kHz units, so this is for G.711 legs, whose
+    /// telephone-events share the audio's 8 kHz clock.
+    pub fn packetize_event(&mut self, payload_type: u8, packet: &EventPacket) -> &[u8] {
+        if packet.new_event {
+            self.event_timestamp = self.timestamp;
+        }
+        let [s0, s1] = u16::from(self.seq).to_be_bytes();
+        let [t0, t1, t2, t3] = self.event_timestamp.to_be_bytes();
+        let [c0, c1, c2, c3] = self.ssrc.to_be_bytes();
+        let header = [
+            0x80, // V=2, no padding, extension or CSRCs
+            (u8::from(packet.marker) << 7) | (payload_type & 0x7F),
+            s0,
+            s1,
+            t0,
+            t1,
+            t2,
+            t3,
+            c0,
+            c1,
+            c2,
+            c3,
+        ];
+        let len = HEADER_BYTES + EVENT_PAYLOAD_BYTES;
+        self.packet[..HEADER_BYTES].copy_from_slice(&header);
+        self.packet[HEADER_BYTES..len].copy_from_slice(&packet.payload);
+        self.seq = self.seq.next();
+        self.timestamp = self.timestamp.wrapping_add(self.codec.timestamp_step());
+        &self.packet[..len]
     }
 }
 

@@ -164,6 +164,8 @@ pub enum Command {
     },
     /// Someone leaves.
     Leave(u64),
+    /// A phone participant pressed a key.
+    Dtmf(char),
 }
 
 impl Handler<Command> for Room {
@@ -180,6 +182,7 @@ impl Handler<Command> for Room {
             Command::Chat { sender, text } => s.chatted(&sender, &text)?,
             Command::Transcribed { speaker, text } => s.transcribed(&speaker, &text),
             Command::Leave(id) => s.leave(id)?,
+            Command::Dtmf(digit) => s.dtmf(digit),
         };
         self.fan_out(&events);
         let state = self.state.state();

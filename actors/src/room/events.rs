@@ -53,6 +53,12 @@ pub enum RoomEvent {
         /// Human-readable explanation.
         message: String,
     },
+    /// `{"type":"call_dtmf","digit":"5"}`: a key the caller pressed (RFC 4733).
+    #[serde(rename = "call_dtmf")]
+    Dtmf {
+        /// One of `0`–`9`, `*`, `#`, `A`–`D`.
+        digit: String,
+    },
     /// Someone joined the room.
     #[serde(rename = "participant_joined")]
     ParticipantJoined {

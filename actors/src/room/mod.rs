@@ -283,6 +283,16 @@ impl RoomState {
         }])
     }
 
+    /// A phone participant pressed a key.
+    pub fn dtmf(&mut self, digit: char) -> Vec<RoomEvent> {
+        if self.state.is_terminal() {
+            return Vec::new();
+        }
+        vec![RoomEvent::Dtmf {
+            digit: digit.to_string(),
+        }]
+    }
+
     /// Someone joins; returns their id and the event for the others.
     pub fn join(
         &mut self,

@@ -168,6 +168,10 @@ fn events_serialise_as_the_spec_shows() {
         r#"{"type":"call_chat","sender":"Bob","text":"Hi"}"#
     );
     assert_eq!(
+        j(&RoomEvent::Dtmf { digit: "#".into() }),
+        r##"{"type":"call_dtmf","digit":"#"}"##
+    );
+    assert_eq!(
         j(&RoomEvent::Error {
             code: "bridge_disconnected".into(),
             message: "m".into()

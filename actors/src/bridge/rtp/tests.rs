@@ -2,6 +2,7 @@ use chamade_media::analysis::{sine, tone_amplitude};
 use proptest::prelude::*;
 
 use super::*;
+use crate::bridge::sip::dtmf::DtmfSender;
 
 fn frames(rate: SampleRate, freq: f64, n: usize) -> Vec<Frame> {
     let samples = sine(rate, freq, -10.0, rate.frame_samples() * n);
@@ -148,6 +149,124 @@ fn malformed_foreign_and_wrong_size_packets_are_refused() {
     assert_eq!(rx.stats().packets, 1);
 }
 
+/// Sends `digits` as telephone-events between PCMU audio packets, the way a leg's tick
+/// does, and returns every datagram in order.
+fn dtmf_stream(digits: &str, audio_before: usize) -> Vec<Vec<u8>> {
+    let mut tx = RtpSender::new(RtpCodec::Pcmu, 0xABCD, 65_530, 1_000).unwrap();
+    let mut dtmf = DtmfSender::new();
+    dtmf.queue(digits).unwrap();
+    let silence = Frame::silence(SampleRate::HZ_8000);
+    let mut out = Vec::new();
+    for _ in 0..audio_before {
+        out.push(tx.packetize(&silence).unwrap().to_vec());
+    }
+    while !dtmf.is_idle() {
+        match dtmf.next() {
+            Some(event) => out.push(tx.packetize_event(101, &event).to_vec()),
+            None => out.push(tx.packetize(&silence).unwrap().to_vec()),
+        }
+    }
+    out.push(tx.packetize(&silence).unwrap().to_vec());
+    out
+}
+
+#[test]
+fn events_share_the_audio_sequence_and_clock() {
+    let stream = dtmf_stream("7", 2);
+    let packets: Vec<RtpReader<'_>> = stream.iter().map(|p| RtpReader::new(p).unwrap()).collect();
+    // 2 audio, 7 events, 2 pause, 1 audio.
+    assert_eq!(packets.len(), 12);
+    for (i, p) in packets.iter().enumerate() {
+        assert_eq!(p.ssrc(), 0xABCD);
+        assert_eq!(
+            u16::from(p.sequence_number()),
+            65_530u16.wrapping_add(i as u16)
+        );
+    }
+    let events = &packets[2..9];
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e.payload_type(), 101);
+        assert_eq!(e.mark(), i == 0);
+        // The event keeps the timestamp of its first packet, the third packet time.
+        assert_eq!(e.timestamp(), 1_000 + 2 * 160);
+        assert_eq!(e.payload().len(), 4);
+        assert_eq!(e.payload()[0], 7);
+    }
+    // Audio resumes on the timestamp it would have had without the event.
+    for (i, p) in packets.iter().enumerate().skip(9) {
+        assert_eq!(p.payload_type(), 0);
+        assert_eq!(p.timestamp(), 1_000 + 160 * i as u32);
+    }
+}
+
+#[test]
+fn received_events_become_digits_once_each() {
+    let mut rx = RtpReceiver::new(RtpCodec::Pcmu).unwrap();
+    rx.set_dtmf_payload_type(Some(101));
+    let stream = dtmf_stream("19#", 3);
+    for (i, p) in stream.iter().enumerate() {
+        rx.on_datagram(p).unwrap();
+        // Duplicated in the network, too.
+        if i % 3 == 0 {
+            rx.on_datagram(p).unwrap();
+        }
+        rx.next_frame();
+    }
+    let digits: String = std::iter::from_fn(|| rx.take_dtmf()).collect();
+    assert_eq!(digits, "19#");
+    assert_eq!(rx.stats().refused, 0);
+    assert!(rx.stats().events >= 21);
+}
+
+#[test]
+fn events_are_refused_unless_negotiated_or_from_the_stream() {
+    let stream = dtmf_stream("5", 1);
+    let mut rx = RtpReceiver::new(RtpCodec::Pcmu).unwrap();
+    assert_eq!(rx.on_datagram(&stream[1]), Err(RtpError::PayloadType(101)));
+    rx.set_dtmf_payload_type(Some(101));
+    rx.on_datagram(&stream[0]).unwrap();
+    rx.on_datagram(&stream[1]).unwrap();
+    assert_eq!(rx.take_dtmf(), Some('5'));
+    assert_eq!(rx.take_dtmf(), None);
+    // Too short for an event.
+    let mut short = stream[2][..14].to_vec();
+    short[2] = 0x77;
+    assert_eq!(rx.on_datagram(&short), Err(RtpError::PayloadSize(2)));
+    // Another source cannot inject keypresses.
+    let mut other = RtpSender::new(RtpCodec::Pcmu, 0x666, 0, 0).unwrap();
+    let mut dtmf = DtmfSender::new();
+    dtmf.queue("9").unwrap();
+    let foreign = other.packetize_event(101, &dtmf.next().unwrap()).to_vec();
+    assert!(matches!(
+        rx.on_datagram(&foreign),
+        Err(RtpError::Malformed(_))
+    ));
+    assert_eq!(rx.take_dtmf(), None);
+    // Switching DTMF off refuses them again.
+    rx.set_dtmf_payload_type(None);
+    assert_eq!(rx.on_datagram(&stream[3]), Err(RtpError::PayloadType(101)));
+    assert_eq!(rx.stats().refused, 4);
+}
+
+#[test]
+fn unread_digits_keep_the_latest_32() {
+    let mut rx = RtpReceiver::new(RtpCodec::Pcma).unwrap();
+    rx.set_dtmf_payload_type(Some(96));
+    let mut tx = RtpSender::new(RtpCodec::Pcma, 5, 0, 0).unwrap();
+    let mut dtmf = DtmfSender::new();
+    let digits = "0123456789".repeat(4);
+    dtmf.queue(&digits).unwrap();
+    while !dtmf.is_idle() {
+        if let Some(event) = dtmf.next() {
+            rx.on_datagram(tx.packetize_event(96, &event)).unwrap();
+        } else {
+            tx.packetize(&Frame::silence(SampleRate::HZ_8000)).unwrap();
+        }
+    }
+    let got: String = std::iter::from_fn(|| rx.take_dtmf()).collect();
+    assert_eq!(got, digits[8..]);
+}
+
 proptest! {
     /// Any datagram, however hostile, is taken or refused: never a panic, and the receiver
     /// keeps producing one frame per tick.
@@ -158,9 +277,11 @@ proptest! {
     ) {
         let codec = if opus { RtpCodec::Opus48 } else { RtpCodec::Pcmu };
         let mut rx = RtpReceiver::new(codec).unwrap();
+        rx.set_dtmf_payload_type(Some(101));
         for d in &datagrams {
             let _ = rx.on_datagram(d);
             prop_assert_eq!(rx.next_frame().samples().len(), codec.pcm_rate().frame_samples());
+            let _ = rx.take_dtmf();
         }
     }
 }
