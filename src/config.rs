@@ -46,6 +46,22 @@ pub struct Config {
     pub slack_client_id: Option<String>,
     /// Username of the shared Telegram bot for `POST /api/telegram/connect` (without `@`).
     pub telegram_bot_username: Option<String>,
+    /// UDP address of the SIP user agent that registers to users' trunks and takes their
+    /// calls; port 0 picks a free one. A port that cannot be bound turns SIP off with an
+    /// error in the log rather than stopping the server.
+    pub sip_listen: SocketAddr,
+    /// Whether the SIP user agent runs at all.
+    pub sip_enabled: bool,
+    /// The address put in SIP Contact headers and SDP, when the one the trunk can reach
+    /// differs from the local one (behind NAT); unset means the local address on the route
+    /// to the trunk.
+    pub sip_public_ip: Option<std::net::IpAddr>,
+    /// Seconds an unanswered inbound call rings before it becomes `missed`.
+    pub sip_ring_timeout_secs: u64,
+    /// Seconds without RTP from the phone after which a call is taken for dead and ended.
+    pub rtp_timeout_secs: u64,
+    /// REGISTER expiry asked of trunks, in seconds; the binding is refreshed before it.
+    pub sip_register_expiry_secs: u64,
 }
 
 impl Default for Config {
@@ -66,6 +82,12 @@ impl Default for Config {
             oauth_discord_client_id: None,
             slack_client_id: None,
             telegram_bot_username: None,
+            sip_listen: SocketAddr::from(([0, 0, 0, 0], 5060)),
+            sip_enabled: true,
+            sip_public_ip: None,
+            sip_ring_timeout_secs: 60,
+            rtp_timeout_secs: 30,
+            sip_register_expiry_secs: 300,
         }
     }
 }

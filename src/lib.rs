@@ -10,11 +10,14 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod hub;
 pub mod linking;
 pub mod media_plane;
 pub mod metrics;
 pub mod platforms;
+pub mod rtp_leg;
 pub mod server;
+pub mod sip;
 pub mod state;
 pub mod ws;
 

@@ -59,6 +59,11 @@ pub fn build(listener: TcpListener, state: AppState, workers: usize) -> Result<S
             .map_err(|e| StartError::Media(e.to_string()))?,
     );
     let rtp_legs = web::Data::new(crate::api::rtp::RtpLegs::default());
+    let sip = web::Data::new(crate::sip::SipService::start(
+        state.clone(),
+        registry.get_ref().clone(),
+        media.clone().into_inner(),
+    ));
     let data = web::Data::new(state);
     let addr = listener
         .local_addr()
@@ -74,6 +79,7 @@ pub fn build(listener: TcpListener, state: AppState, workers: usize) -> Result<S
             .app_data(registry.clone())
             .app_data(media.clone())
             .app_data(rtp_legs.clone())
+            .app_data(sip.clone())
             .app_data(api::json_config())
             .app_data(api::path_config())
             .app_data(api::query_config())
@@ -119,5 +125,6 @@ pub fn state(config: Config, pool: DbPool, secrets: SecretBox) -> AppState {
         pool,
         config: Arc::new(config),
         secrets: Arc::new(secrets),
+        hub: Arc::default(),
     }
 }

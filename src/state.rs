@@ -19,6 +19,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Seals and opens third-party secrets (bot tokens, SIP passwords, speech keys).
     pub secrets: Arc<SecretBox>,
+    /// Per-user events for push channels (inbound calls ringing, …).
+    pub hub: Arc<crate::hub::EventHub>,
 }
 
 impl AppState {

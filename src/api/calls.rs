@@ -109,7 +109,7 @@ fn capabilities(platform: &str) -> Vec<&'static str> {
         .unwrap_or_default()
 }
 
-fn state_name(state: CallState) -> String {
+pub(crate) fn state_name(state: CallState) -> String {
     serde_json::to_value(state)
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
@@ -206,7 +206,18 @@ async fn persist_state(
     call_id: &str,
     to: CallState,
 ) -> Result<(), ApiError> {
-    let (user, id) = (caller.user_id.clone(), call_id.to_string());
+    record_state(state, &caller.user_id, call_id, to).await
+}
+
+/// Stores a state `user_id`'s call reached, whoever drove it (an API request or the
+/// platform side, such as a phone hanging up).
+pub(crate) async fn record_state(
+    state: &AppState,
+    user_id: &str,
+    call_id: &str,
+    to: CallState,
+) -> Result<(), ApiError> {
+    let (user, id) = (user_id.to_string(), call_id.to_string());
     let name = state_name(to);
     let ended = to.is_terminal().then(now_ms);
     state
@@ -232,6 +243,7 @@ pub async fn create(
     state: web::Data<AppState>,
     registry: Registry,
     media: web::Data<MediaPlane>,
+    sip: web::Data<crate::sip::SipService>,
     caller: Caller,
     body: web::Json<CreateCall>,
 ) -> Result<web::Json<CallInfo>, ApiError> {
@@ -244,19 +256,17 @@ pub async fn create(
             CALL_PLATFORMS.join(", ")
         )));
     }
-    if platform != "web" {
+    let mut trunk = None;
+    if platform == "sip" {
         let user = caller.user_id.clone();
-        let has_trunk = platform == "sip"
-            && state
-                .db(move |c| repo::sip_trunk_of(c, &user))
-                .await?
-                .is_some();
-        if platform == "sip" && !has_trunk {
+        trunk = state.db(move |c| repo::sip_trunk_of(c, &user)).await?;
+        if trunk.is_none() {
             return Err(ApiError::bad_request(
                 "no_sip_trunk",
                 "No SIP trunk configured",
             ));
         }
+    } else if platform != "web" {
         return Err(ApiError::bad_request(
             "platform_unavailable",
             format!(
@@ -268,40 +278,132 @@ pub async fn create(
         None | Some("") => "AI Agent".to_string(),
         Some(name) => crate::api::session::check_label("agent_name", name, 100)?,
     };
-    let rate = chamade_actors::native_rate(&platform).map_or(48_000, |r| r.hz());
+    let meeting_url = body.meeting_url.unwrap_or_default();
+    let sip_target = if platform == "sip" {
+        Some(crate::sip::dial_target(&meeting_url).map_err(ApiError::Unprocessable)?)
+    } else {
+        None
+    };
+    let opened = open_call(
+        &state,
+        &registry,
+        &media,
+        NewCall {
+            user_id: caller.user_id.clone(),
+            platform,
+            meeting_url,
+            agent_name,
+            direction: Direction::Outbound,
+            caller: String::new(),
+        },
+    )
+    .await?;
+    let row = opened.row.clone();
+    let now = match (sip_target, trunk) {
+        (Some(target), Some(trunk)) => {
+            let dialed = sip.dial(crate::sip::Outbound {
+                call_id: row.id.clone(),
+                user_id: caller.user_id.clone(),
+                trunk,
+                target,
+                room: opened.room.clone(),
+                media_room: opened.media_room,
+                rate: opened.rate,
+            });
+            if let Err(why) = dialed {
+                opened.room.do_send(Command::HangUp);
+                media.close_room(opened.media_room);
+                persist_state(&state, &caller, &row.id, CallState::Error).await?;
+                return Err(ApiError::bad_request("platform_unavailable", why));
+            }
+            CallState::Connecting
+        }
+        _ => {
+            // A `web` room is hosted here: it is ready at once.
+            let now = opened
+                .room
+                .send(Command::Connected)
+                .await
+                .map_err(mailbox)?
+                .map_err(room_error)?;
+            persist_state(&state, &caller, &row.id, now).await?;
+            now
+        }
+    };
+    tracing::info!(call_id = %row.id, platform = %row.platform, "call created");
+    Ok(web::Json(info(&base_url(&state, &req), &row, Some(now))))
+}
+
+/// What a new call is.
+pub(crate) struct NewCall {
+    pub user_id: String,
+    pub platform: String,
+    pub meeting_url: String,
+    pub agent_name: String,
+    pub direction: Direction,
+    pub caller: String,
+}
+
+/// A call just opened: stored, registered, with its room and mixer room.
+pub(crate) struct OpenedCall {
+    pub row: CallRow,
+    pub room: Addr<Room>,
+    pub media_room: u64,
+    pub rate: chamade_media::SampleRate,
+}
+
+/// Opens a call: a mixer room at the platform's rate, a room actor, a slot under the
+/// owner's concurrent-call limit (429 past it) and a stored row. Outbound calls start
+/// `connecting`, inbound ones `ringing`.
+pub(crate) async fn open_call(
+    state: &AppState,
+    registry: &Addr<CallRegistry>,
+    media: &MediaPlane,
+    new: NewCall,
+) -> Result<OpenedCall, ApiError> {
+    let native =
+        chamade_actors::native_rate(&new.platform).unwrap_or(chamade_media::SampleRate::HZ_48000);
+    let (direction, first_state) = match new.direction {
+        Direction::Outbound => ("outbound", "connecting"),
+        Direction::Inbound => ("inbound", "ringing"),
+    };
     let row = CallRow {
         id: uuid::Uuid::new_v4().to_string(),
-        user_id: caller.user_id.clone(),
-        platform,
-        meeting_url: body.meeting_url.unwrap_or_default(),
-        agent_name,
-        direction: "outbound".into(),
-        caller: String::new(),
-        state: "connecting".into(),
-        sample_rate: i32::try_from(rate).unwrap_or(48_000),
+        user_id: new.user_id.clone(),
+        platform: new.platform,
+        meeting_url: new.meeting_url,
+        agent_name: new.agent_name,
+        direction: direction.into(),
+        caller: new.caller,
+        state: first_state.into(),
+        sample_rate: i32::try_from(native.hz()).unwrap_or(48_000),
         created_at: now_ms(),
         ended_at: None,
     };
-    let native =
-        chamade_actors::native_rate(&row.platform).unwrap_or(chamade_media::SampleRate::HZ_48000);
     let (media_room, room_stats) = media
         .open_room(native)
         .map_err(|e| ApiError::internal(e.to_string()))?;
-    let room = actix::Actor::start(
-        Room::new(Direction::Outbound).with_media(media_room, room_stats, native),
-    );
-    registry
+    let room =
+        actix::Actor::start(Room::new(new.direction).with_media(media_room, room_stats, native));
+    let registered = registry
         .send(Register {
             call_id: row.id.clone(),
-            owner: caller.user_id.clone(),
+            owner: new.user_id.clone(),
             room: room.clone(),
             limit: state.config.max_concurrent_calls as usize,
         })
         .await
-        .map_err(mailbox)?
-        .map_err(|LimitReached(_)| {
-            ApiError::TooManyRequests("Concurrent call limit reached".into())
-        })?;
+        .map_err(mailbox)
+        .and_then(|r| {
+            r.map_err(|LimitReached(_)| {
+                ApiError::TooManyRequests("Concurrent call limit reached".into())
+            })
+        });
+    if let Err(e) = registered {
+        room.do_send(Command::HangUp);
+        media.close_room(media_room);
+        return Err(e);
+    }
     let stored = row.clone();
     if let Err(e) = state.db(move |c| store::insert_call(c, &stored)).await {
         // Not stored, so not a call: free its room and its slot under the limit.
@@ -309,15 +411,12 @@ pub async fn create(
         media.close_room(media_room);
         return Err(e);
     }
-    // A `web` room is hosted here: it is ready at once.
-    let now = room
-        .send(Command::Connected)
-        .await
-        .map_err(mailbox)?
-        .map_err(room_error)?;
-    persist_state(&state, &caller, &row.id, now).await?;
-    tracing::info!(call_id = %row.id, platform = %row.platform, "call created");
-    Ok(web::Json(info(&base_url(&state, &req), &row, Some(now))))
+    Ok(OpenedCall {
+        row,
+        room,
+        media_room,
+        rate: native,
+    })
 }
 
 /// `?since=N` of `GET /api/call/{id}`.
@@ -515,6 +614,52 @@ pub async fn hang_up(
     Ok(web::Json(
         command(&state, &registry, &media, &caller, &path, Command::HangUp).await?,
     ))
+}
+
+/// `POST /api/call/{id}/dtmf`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendDtmf {
+    /// Keys to play: `0`–`9`, `*`, `#`, `A`–`D`, 1 to 64 of them.
+    #[schema(min_length = 1, max_length = 64, example = "123#")]
+    pub digits: String,
+}
+
+/// Keys queued for the phone leg.
+#[derive(Serialize, ToSchema)]
+pub struct DtmfQueued {
+    /// `queued`.
+    pub status: &'static str,
+    /// How many keys.
+    pub digits: usize,
+}
+
+/// Plays keys into the call's phone leg as RFC 4733 telephone-events (100 ms each), for
+/// menus and voicemail systems on the far end. 409 when the call has no phone leg.
+#[utoipa::path(
+    params(("call_id" = String, Path, description = "call id")),
+    request_body = SendDtmf,
+    responses((status = 200, body = DtmfQueued), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("api_key" = []))
+)]
+#[post("/call/{call_id}/dtmf")]
+pub async fn dtmf(
+    registry: Registry,
+    sip: web::Data<crate::sip::SipService>,
+    caller: Caller,
+    path: web::Path<String>,
+    body: web::Json<SendDtmf>,
+) -> Result<web::Json<DtmfQueued>, ApiError> {
+    let call_id = path.into_inner();
+    let digits = body.into_inner().digits;
+    crate::sip::check_digits(&digits).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+    live_room(&registry, &caller, &call_id).await?;
+    sip.send_dtmf(&caller.user_id, &call_id, &digits)
+        .map_err(|e| ApiError::Conflict(e.to_string()))?;
+    Ok(web::Json(DtmfQueued {
+        status: "queued",
+        digits: digits.chars().count(),
+    }))
 }
 
 /// `POST /api/call/{id}/chat`.

@@ -45,6 +45,7 @@ pub fn routes(cfg: &mut ServiceConfig) {
             .service(calls::chat)
             .service(calls::say)
             .service(calls::typing)
+            .service(calls::dtmf)
             .service(rtp::add)
             .service(rtp::remove)
             .service(keys::list)

@@ -5,14 +5,11 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use actix_web::{HttpResponse, delete, post, web};
 use chamade_actors::bridge::rtp::{RtpCodec, RtpReceiver, RtpSender};
 use chamade_actors::room::{Command, Join, ParticipantKind, Snapshot};
 use chamade_media::mixer::MixMode;
-use chamade_media::ring::Pull;
-use chamade_media::{Frame, SampleRate};
 use serde::{Deserialize, Serialize};
 use tokio::net::UdpSocket;
 use tokio::sync::oneshot;
@@ -21,10 +18,8 @@ use utoipa::ToSchema;
 use crate::api::calls::{Registry, live_room};
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
-use crate::media_plane::{AgentLeg, MediaPlane};
-
-/// Largest datagram read from a leg's socket.
-const MAX_DATAGRAM: usize = 2048;
+use crate::media_plane::MediaPlane;
+use crate::rtp_leg::{RtpLeg, random_u32};
 
 /// The live RTP legs, by id: who owns each and how to stop it. Control plane only; the lock
 /// is held for a map lookup, never across an await.
@@ -131,7 +126,7 @@ pub async fn add(
         .join(media_room, snap.rate, participant, rate, MixMode::Full)
         .map_err(|e| ApiError::internal(e.to_string()))?;
     let receiver = RtpReceiver::new(codec).map_err(|e| ApiError::internal(e.to_string()))?;
-    let sender = RtpSender::new(codec, rand_u32(), rand_u32() as u16, rand_u32())
+    let sender = RtpSender::new(codec, random_u32(), random_u32() as u16, random_u32())
         .map_err(|e| ApiError::internal(e.to_string()))?;
     let leg_id = uuid::Uuid::new_v4().to_string();
     let (stop, stopped) = oneshot::channel();
@@ -148,15 +143,22 @@ pub async fn add(
     let media = media.into_inner();
     let legs_for_task = legs.into_inner();
     let id = leg_id.clone();
+    let ssrc = random_u32();
     actix_web::rt::spawn(async move {
-        let task = LegTask {
+        let task = RtpLeg {
             socket,
+            rtcp: None,
             remote,
+            rtcp_remote: None,
             receiver,
             sender,
             leg,
             rate,
             room: room.clone(),
+            dtmf: None,
+            inactivity: None,
+            counters: Default::default(),
+            ssrc,
         };
         task.run(stopped).await;
         media.leave_leg(media_room, participant);
@@ -202,77 +204,4 @@ pub async fn remove(
         }
         None => Err(ApiError::NotFound("RTP leg not found".into())),
     }
-}
-
-fn rand_u32() -> u32 {
-    use rand::Rng;
-    rand::rng().next_u32()
-}
-
-/// What one leg's task owns.
-struct LegTask {
-    socket: UdpSocket,
-    remote: SocketAddr,
-    receiver: RtpReceiver,
-    sender: RtpSender,
-    leg: AgentLeg,
-    rate: SampleRate,
-    room: actix::Addr<chamade_actors::room::Room>,
-}
-
-impl LegTask {
-    /// The leg's loop: datagrams into the jitter buffer as they come; on the mixer's tick grid,
-    /// one decoded frame into the input ring and, when the room's frame is there, one packet out.
-    async fn run(self, mut stopped: oneshot::Receiver<()>) {
-        let LegTask {
-            socket,
-            remote,
-            mut receiver,
-            mut sender,
-            mut leg,
-            rate,
-            room,
-        } = self;
-        let mut buf = [0u8; MAX_DATAGRAM];
-        let mut out = Frame::silence(rate);
-        let mut next = grid_after(leg.grid, Instant::now());
-        loop {
-            tokio::select! {
-                _ = &mut stopped => break,
-                got = socket.recv_from(&mut buf) => {
-                    match got {
-                        // Symmetric RTP: only the configured remote is listened to.
-                        Ok((n, from)) if from == remote => { let _ = receiver.on_datagram(&buf[..n]); }
-                        Ok(_) => {}
-                        Err(e) => tracing::debug!(error = %e, "RTP receive error"),
-                    }
-                }
-                _ = tokio::time::sleep_until(next.into()) => {
-                    if !room.connected() {
-                        // The call ended: its mixer room is gone with it.
-                        break;
-                    }
-                    next = grid_after(leg.grid, Instant::now());
-                    leg.ends.input.push_samples(receiver.next_frame().samples());
-                    if let Some(output) = leg.ends.output.as_mut() {
-                        output.trim_to(rate.frame_samples() * 4);
-                        if output.queued_samples() >= rate.frame_samples()
-                            && output.pull_frame(out.samples_mut()) == Pull::Frame
-                            && let Ok(packet) = sender.packetize(&out)
-                        {
-                            let _ = socket.send_to(packet, remote).await;
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// 2 ms after the next tick of the shard's grid: the room's frame for the tick is there.
-fn grid_after(grid: Instant, now: Instant) -> Instant {
-    let tick = Duration::from_millis(20);
-    let since = now.saturating_duration_since(grid).as_nanos();
-    let k = since / tick.as_nanos() + 1;
-    grid + Duration::from_nanos((k * tick.as_nanos()) as u64) + Duration::from_millis(2)
 }

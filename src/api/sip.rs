@@ -87,11 +87,15 @@ pub struct TrunkInfo {
     pub created_at: String,
     /// RFC 3339 of the last change.
     pub updated_at: String,
+    /// How the gateway's registration with the trunk stands (an extension of the spec's
+    /// fields: `registering`, `registered`, `failed` with its reason, or `disabled`).
+    pub registration: crate::sip::RegistrationInfo,
 }
 
 impl TrunkInfo {
-    fn of(t: SipTrunk, dids: Vec<SipDid>) -> TrunkInfo {
+    fn of(t: SipTrunk, dids: Vec<SipDid>, sip: &crate::sip::SipService) -> TrunkInfo {
         TrunkInfo {
+            registration: sip.registration(&t.user_id, &t.id),
             trunk_id: t.id,
             sip_host: t.host,
             // The column only ever holds a u16 (checked on the way in).
@@ -152,6 +156,7 @@ fn required(value: &str, field: &str, max: usize) -> Result<String, ApiError> {
 #[post("/sip/trunk")]
 pub async fn connect_trunk(
     state: web::Data<AppState>,
+    sip: web::Data<crate::sip::SipService>,
     caller: Caller,
     body: web::Json<ConnectTrunk>,
 ) -> Result<HttpResponse, ApiError> {
@@ -205,7 +210,8 @@ pub async fn connect_trunk(
             Ok((trunk, dids, created))
         })
         .await?;
-    let info = TrunkInfo::of(trunk, dids);
+    sip.trunk_changed(&trunk.user_id);
+    let info = TrunkInfo::of(trunk, dids, &sip);
     Ok(if created {
         HttpResponse::Created().json(info)
     } else {
@@ -225,6 +231,7 @@ fn no_trunk() -> ApiError {
 #[get("/sip/trunk")]
 pub async fn show_trunk(
     state: web::Data<AppState>,
+    sip: web::Data<crate::sip::SipService>,
     caller: Caller,
 ) -> Result<web::Json<TrunkInfo>, ApiError> {
     let (trunk, dids) = state
@@ -233,7 +240,7 @@ pub async fn show_trunk(
             Ok((trunk, repo::sip_dids_of(c, &caller.user_id)?))
         })
         .await?;
-    Ok(web::Json(TrunkInfo::of(trunk, dids)))
+    Ok(web::Json(TrunkInfo::of(trunk, dids, &sip)))
 }
 
 /// Disconnects the caller's trunk and releases all its numbers; 404 when none.
@@ -244,12 +251,13 @@ pub async fn show_trunk(
 #[delete("/sip/trunk")]
 pub async fn disconnect_trunk(
     state: web::Data<AppState>,
+    sip: web::Data<crate::sip::SipService>,
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
-    let removed = state
-        .db(move |c| repo::delete_sip_trunk(c, &caller.user_id))
-        .await?;
+    let user = caller.user_id.clone();
+    let removed = state.db(move |c| repo::delete_sip_trunk(c, &user)).await?;
     if removed {
+        sip.trunk_changed(&caller.user_id);
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(no_trunk())

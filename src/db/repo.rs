@@ -239,6 +239,28 @@ pub fn sip_trunk_of(c: &mut AnyConnection, user_id: &str) -> Result<Option<SipTr
         .optional()?)
 }
 
+/// Every stored trunk, for the SIP user agent to register at start.
+pub fn all_sip_trunks(c: &mut AnyConnection) -> Result<Vec<SipTrunk>, ApiError> {
+    Ok(sip_trunks::table
+        .order(sip_trunks::created_at.asc())
+        .select(SipTrunk::as_select())
+        .load(c)?)
+}
+
+/// The number `number` (E.164) and the trunk it belongs to, whoever owns it: an inbound
+/// INVITE names only the number.
+pub fn sip_did_by_number(
+    c: &mut AnyConnection,
+    number: &str,
+) -> Result<Option<(SipDid, SipTrunk)>, ApiError> {
+    Ok(sip_dids::table
+        .inner_join(sip_trunks::table)
+        .filter(sip_dids::number.eq(number))
+        .select((SipDid::as_select(), SipTrunk::as_select()))
+        .first(c)
+        .optional()?)
+}
+
 /// Stores the user's trunk, replacing the settings of an existing one (which keeps its id,
 /// creation time and numbers). Returns the stored row and whether it is new.
 pub fn upsert_sip_trunk(

@@ -33,6 +33,11 @@ pub enum ClientMessage {
         #[serde(default)]
         receive: Option<bool>,
     },
+    /// Play keys into the call's phone leg (RFC 4733 telephone-events).
+    Dtmf {
+        /// `0`–`9`, `*`, `#`, `A`–`D`; up to 64.
+        digits: String,
+    },
     /// Drop everything the agent queued (barge-in).
     StopSpeaking,
     /// A marker in the agent's audio: answered when playout reaches it.

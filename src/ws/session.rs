@@ -69,6 +69,10 @@ pub async fn stream(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let call_id = path.into_inner();
+    let sip = req
+        .app_data::<web::Data<crate::sip::SipService>>()
+        .cloned()
+        .ok_or_else(|| ApiError::internal("the SIP service is not configured"))?;
     let room = live_room(&registry, &caller, &call_id).await?;
     let snap = room
         .send(Snapshot { since: usize::MAX })
@@ -94,6 +98,9 @@ pub async fn stream(
         media_room: snap.media_room,
         native: snap.rate,
         agent_name,
+        sip: sip.into_inner(),
+        user_id: caller.user_id.clone(),
+        call_id: call_id.clone(),
     };
     actix_web::rt::spawn(run(session, messages, ctx));
     Ok(response)
@@ -106,6 +113,9 @@ struct SessionContext {
     media_room: Option<u64>,
     native: SampleRate,
     agent_name: String,
+    sip: std::sync::Arc<crate::sip::SipService>,
+    user_id: String,
+    call_id: String,
 }
 
 /// The agent's audio: its leg in the mixer and what the session tracks about it.
@@ -577,6 +587,15 @@ async fn handle_text(
                     }
                 }
                 Err(e) => send_error(session, "audio_unavailable", e).await,
+            }
+        }
+        ClientMessage::Dtmf { digits } => {
+            if let Err(e) = ctx.sip.send_dtmf(&ctx.user_id, &ctx.call_id, &digits) {
+                let code = match e {
+                    crate::sip::DtmfError::NoPhoneLeg => "no_phone_leg",
+                    crate::sip::DtmfError::Digits(_) => "invalid_message",
+                };
+                send_error(session, code, e.to_string()).await;
             }
         }
         ClientMessage::StopSpeaking => {

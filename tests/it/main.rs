@@ -12,4 +12,6 @@ mod openapi;
 mod rtp_api;
 mod settings_api;
 mod sip_api;
+mod sip_calls;
+mod sip_peers;
 mod stream_ws;

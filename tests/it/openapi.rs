@@ -48,6 +48,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/call/{call_id}/chat"),
     ("post", "/api/call/{call_id}/say"),
     ("post", "/api/call/{call_id}/typing"),
+    ("post", "/api/call/{call_id}/dtmf"),
     ("post", "/api/call/{call_id}/rtp"),
     ("delete", "/api/call/{call_id}/rtp/{leg_id}"),
 ];

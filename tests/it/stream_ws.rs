@@ -6,57 +6,16 @@ use std::time::{Duration, Instant};
 
 use chamade_media::SampleRate;
 use chamade_media::analysis::{samples_from_le, samples_to_le, sine, tone_amplitude};
-use serde_json::{Value, json};
+use serde_json::json;
+use tungstenite::Message;
 use tungstenite::stream::MaybeTlsStream;
-use tungstenite::{Message, WebSocket};
 
+use crate::support::ws::{Ws, connect, next_event, of_type, send_json};
 use crate::support::{Backend, TestServer, json as body};
-
-type Ws = WebSocket<MaybeTlsStream<TcpStream>>;
-
-fn connect(s: &TestServer, call_id: &str, key: &str) -> Ws {
-    let url = format!(
-        "{}/api/call/{call_id}/stream?api_key={key}",
-        s.url.replace("http://", "ws://")
-    );
-    let (ws, _) = tungstenite::connect(url).expect("websocket connect");
-    if let MaybeTlsStream::Plain(tcp) = ws.get_ref() {
-        tcp.set_read_timeout(Some(Duration::from_secs(5)))
-            .expect("timeout");
-        tcp.set_nodelay(true).expect("nodelay");
-    }
-    ws
-}
 
 fn web_call(s: &TestServer, key: &str) -> String {
     let c = body(s.post("/api/call", key, &json!({"platform": "web"})), 200);
     c["call_id"].as_str().expect("call id").to_string()
-}
-
-fn send_json(ws: &mut Ws, v: Value) {
-    ws.send(Message::text(v.to_string())).expect("send");
-}
-
-/// Reads text frames until one matches `pred` (binary frames are skipped); panics after
-/// `limit` frames or on a read error.
-fn next_event(ws: &mut Ws, limit: usize, pred: impl Fn(&Value) -> bool) -> Value {
-    for _ in 0..limit {
-        match ws.read().expect("read") {
-            Message::Text(t) => {
-                let v: Value = serde_json::from_str(&t).expect("json event");
-                if pred(&v) {
-                    return v;
-                }
-            }
-            Message::Close(_) => panic!("socket closed while waiting"),
-            _ => {}
-        }
-    }
-    panic!("no matching event in {limit} frames")
-}
-
-fn of_type(t: &'static str) -> impl Fn(&Value) -> bool {
-    move |v| v["type"] == t
 }
 
 #[test]

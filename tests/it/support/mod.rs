@@ -1,6 +1,8 @@
 //! The harness: a server per test, on its own port, data folder and database.
 
 pub mod pg;
+pub mod sip_peers;
+pub mod ws;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -81,6 +83,8 @@ impl TestServer {
             database_url: pg.as_ref().map(|d| d.url.clone()),
             db_pool_size: 4,
             mixer_shards: 1,
+            // Tests run side by side: never the shared port 5060.
+            sip_listen: "127.0.0.1:0".parse().expect("address"),
             ..Config::default()
         };
         adjust(&mut config);
