@@ -47,9 +47,10 @@ pub struct Config {
     /// Username of the shared Telegram bot for `POST /api/telegram/connect` (without `@`).
     pub telegram_bot_username: Option<String>,
     /// UDP address of the SIP user agent that registers to users' trunks and takes their
-    /// calls; port 0 picks a free one. A port that cannot be bound turns SIP off with an
+    /// calls; port 0 picks a free one. Unset: port 5060 on the API's IP, so that a server
+    /// kept on loopback exposes nothing. A port that cannot be bound turns SIP off with an
     /// error in the log rather than stopping the server.
-    pub sip_listen: SocketAddr,
+    pub sip_listen: Option<SocketAddr>,
     /// Whether the SIP user agent runs at all.
     pub sip_enabled: bool,
     /// The address put in SIP Contact headers and SDP, when the one the trunk can reach
@@ -60,6 +61,11 @@ pub struct Config {
     pub sip_ring_timeout_secs: u64,
     /// Seconds without RTP from the phone after which a call is taken for dead and ended.
     pub rtp_timeout_secs: u64,
+    /// Lowest UDP port for phone calls' RTP (and RTCP on the next port), for firewalls;
+    /// unset with `rtp_port_max` means any free port.
+    pub rtp_port_min: Option<u16>,
+    /// Highest UDP port for phone calls' RTP.
+    pub rtp_port_max: Option<u16>,
     /// REGISTER expiry asked of trunks, in seconds; the binding is refreshed before it.
     pub sip_register_expiry_secs: u64,
 }
@@ -82,12 +88,14 @@ impl Default for Config {
             oauth_discord_client_id: None,
             slack_client_id: None,
             telegram_bot_username: None,
-            sip_listen: SocketAddr::from(([0, 0, 0, 0], 5060)),
+            sip_listen: None,
             sip_enabled: true,
             sip_public_ip: None,
             sip_ring_timeout_secs: 60,
             rtp_timeout_secs: 30,
             sip_register_expiry_secs: 300,
+            rtp_port_min: None,
+            rtp_port_max: None,
         }
     }
 }
@@ -142,6 +150,20 @@ impl Config {
             .unwrap_or_else(|| format!("http://{}", self.listen))
             .trim_end_matches('/')
             .to_string()
+    }
+
+    /// The SIP address after resolving the default (5060 on the API's IP).
+    pub fn effective_sip_listen(&self) -> SocketAddr {
+        self.sip_listen
+            .unwrap_or_else(|| SocketAddr::new(self.listen.ip(), 5060))
+    }
+
+    /// The RTP port range when both ends are set and in order.
+    pub fn rtp_port_range(&self) -> Option<(u16, u16)> {
+        match (self.rtp_port_min, self.rtp_port_max) {
+            (Some(lo), Some(hi)) if lo < hi => Some((lo, hi)),
+            _ => None,
+        }
     }
 
     /// Mixer shard threads after resolving "one per core".

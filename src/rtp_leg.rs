@@ -228,8 +228,15 @@ fn grid_after(grid: Instant, now: Instant) -> Instant {
 }
 
 /// Binds an RTP socket on an even port and its RTCP socket on the next one (RFC 3550
-/// §11), on `ip`.
-pub async fn bind_pair(ip: std::net::IpAddr) -> std::io::Result<(UdpSocket, UdpSocket)> {
+/// §11), on `ip`: within `range` when given (tried from a random even port on), else on
+/// any free port.
+pub async fn bind_pair(
+    ip: std::net::IpAddr,
+    range: Option<(u16, u16)>,
+) -> std::io::Result<(UdpSocket, UdpSocket)> {
+    if let Some((lo, hi)) = range {
+        return bind_pair_in(ip, lo, hi).await;
+    }
     let mut last = None;
     for _ in 0..64 {
         let rtp = UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
@@ -245,9 +252,58 @@ pub async fn bind_pair(ip: std::net::IpAddr) -> std::io::Result<(UdpSocket, UdpS
     Err(last.unwrap_or_else(|| std::io::Error::other("no free even/odd UDP port pair")))
 }
 
+async fn bind_pair_in(
+    ip: std::net::IpAddr,
+    lo: u16,
+    hi: u16,
+) -> std::io::Result<(UdpSocket, UdpSocket)> {
+    let first = lo + (lo % 2);
+    let pairs = (u32::from(hi) + 1).saturating_sub(u32::from(first)) / 2;
+    if pairs == 0 {
+        return Err(std::io::Error::other(format!(
+            "the RTP port range {lo}-{hi} holds no even/odd pair"
+        )));
+    }
+    let start = random_u32() % pairs;
+    for i in 0..pairs {
+        let port = first + (((start + i) % pairs) * 2) as u16;
+        let Ok(rtp) = UdpSocket::bind(SocketAddr::new(ip, port)).await else {
+            continue;
+        };
+        if let Ok(rtcp) = UdpSocket::bind(SocketAddr::new(ip, port + 1)).await {
+            return Ok((rtp, rtcp));
+        }
+    }
+    Err(std::io::Error::other(format!(
+        "every RTP port pair in {lo}-{hi} is in use"
+    )))
+}
+
 /// A random 32-bit value for SSRCs, sequence numbers and timestamps (RFC 3550 asks that
 /// they not be predictable).
 pub fn random_u32() -> u32 {
     use rand::Rng;
     rand::rng().next_u32()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[actix_web::test]
+    async fn pairs_come_from_the_configured_range() {
+        let ip = std::net::IpAddr::from([127, 0, 0, 1]);
+        // Two even/odd pairs in 47100-47103: both are taken, then the range is full.
+        let (a, a_rtcp) = bind_pair(ip, Some((47_100, 47_103))).await.unwrap();
+        let (b, b_rtcp) = bind_pair(ip, Some((47_100, 47_103))).await.unwrap();
+        for (rtp, rtcp) in [(&a, &a_rtcp), (&b, &b_rtcp)] {
+            let port = rtp.local_addr().unwrap().port();
+            assert!((47_100..=47_102).contains(&port) && port % 2 == 0, "{port}");
+            assert_eq!(rtcp.local_addr().unwrap().port(), port + 1);
+        }
+        let full = bind_pair(ip, Some((47_100, 47_103))).await;
+        assert!(full.unwrap_err().to_string().contains("in use"));
+        let empty = bind_pair(ip, Some((47_105, 47_106))).await;
+        assert!(empty.unwrap_err().to_string().contains("no even/odd pair"));
+    }
 }

@@ -5,6 +5,7 @@ pub mod account;
 pub mod bot_tokens;
 pub mod calls;
 pub mod connections;
+pub mod events;
 pub mod keys;
 pub mod rtp;
 pub mod session;
@@ -29,6 +30,7 @@ pub fn routes(cfg: &mut ServiceConfig) {
             .service(session::signup)
             .service(session::login)
             .service(session::logout)
+            .service(events::events)
             .service(account::account)
             .service(account::usage)
             .service(account::profile)

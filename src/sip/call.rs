@@ -256,7 +256,7 @@ pub(crate) async fn run_inbound(shared: Arc<Shared>, endpoint: Endpoint, invite:
         reject(acceptor, StatusCode::NOT_ACCEPTABLE_HERE).await;
         return;
     };
-    let (rtp, rtcp) = match bind_pair(bound.ip()).await {
+    let (rtp, rtcp) = match bind_pair(bound.ip(), shared.app.config.rtp_port_range()).await {
         Ok(p) => p,
         Err(e) => {
             tracing::error!(error = %e, "no RTP port for an inbound call");
@@ -423,7 +423,7 @@ pub(crate) async fn run_outbound(shared: Arc<Shared>, out: Outbound) {
     };
     let local_ip =
         super::local_ip_toward(shared.app.config.sip_public_ip, bound.ip(), addrs[0].ip());
-    let (rtp, rtcp) = match bind_pair(bound.ip()).await {
+    let (rtp, rtcp) = match bind_pair(bound.ip(), shared.app.config.rtp_port_range()).await {
         Ok(p) => p,
         Err(e) => {
             call.fail(format!("no RTP port: {e}")).await;
@@ -715,10 +715,12 @@ async fn start_leg(
         .join(call.media_room, room_rate, participant, rate, MixMode::Full)
         .map_err(|e| e.to_string())?;
     let mut receiver = RtpReceiver::new(codec).map_err(|e| e.to_string())?;
+    receiver.set_payload_type(negotiated.payload_type);
     receiver.set_dtmf_payload_type(negotiated.dtmf_payload_type);
     let ssrc = random_u32();
-    let sender = RtpSender::new(codec, ssrc, random_u32() as u16, random_u32())
+    let mut sender = RtpSender::new(codec, ssrc, random_u32() as u16, random_u32())
         .map_err(|e| e.to_string())?;
+    sender.set_payload_type(negotiated.payload_type);
     let dtmf = negotiated.dtmf_payload_type.map(|payload_type| {
         let (tx, rx) = mpsc::unbounded_channel();
         (

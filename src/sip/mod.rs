@@ -242,7 +242,7 @@ impl Drop for SipService {
 
 impl Shared {
     async fn bind(self: &Arc<Self>) -> Option<SocketAddr> {
-        let listen = self.app.config.sip_listen;
+        let listen = self.app.config.effective_sip_listen();
         let mut builder = Endpoint::builder();
         builder.user_agent(format!("chamade/{}", crate::VERSION));
         builder.add_layer(DialogLayer::default());

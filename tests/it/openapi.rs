@@ -49,6 +49,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/call/{call_id}/say"),
     ("post", "/api/call/{call_id}/typing"),
     ("post", "/api/call/{call_id}/dtmf"),
+    ("get", "/api/events"),
     ("post", "/api/call/{call_id}/rtp"),
     ("delete", "/api/call/{call_id}/rtp/{leg_id}"),
 ];

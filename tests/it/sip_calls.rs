@@ -124,6 +124,33 @@ impl Gateway {
         }
     }
 
+    /// The account's event stream (`GET /api/events`), read on a thread of its own.
+    fn events(&self) -> std::sync::mpsc::Receiver<Value> {
+        use std::io::BufRead;
+        let response = reqwest::blocking::Client::builder()
+            .timeout(None)
+            .build()
+            .expect("client")
+            .get(format!("{}/api/events", self.server.url))
+            .header("X-API-Key", &self.key)
+            .send()
+            .expect("event stream");
+        assert_eq!(response.status(), 200);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(response).lines() {
+                let Ok(line) = line else { break };
+                if let Some(data) = line.strip_prefix("data: ")
+                    && let Ok(v) = serde_json::from_str::<Value>(data)
+                    && tx.send(v).is_err()
+                {
+                    break;
+                }
+            }
+        });
+        rx
+    }
+
     fn post(&self, path: &str, v: &Value) -> reqwest::blocking::Response {
         self.server.post(path, &self.key, v)
     }
@@ -273,9 +300,17 @@ fn inbound_call_with_audio_both_ways(backend: Backend) {
     let agent_signal = test_signal(8000, 3.0, 12);
     let wav = signal_wav(&dir, "bob.wav", &caller_signal, 1.0, 2.5);
     let mut bob = phone(&kam, "bob", Source::Wav(wav), Answer::Auto);
+    let pushes = gw.events();
     bob.dial(&format!("sip:{GW_NUMBER}@{REALM}"));
 
+    let invite = pushes
+        .recv_timeout(Duration::from_secs(15))
+        .expect("a call_invite on the event stream");
+    assert_eq!(invite["type"], "call_invite");
+    assert_eq!(invite["caller"], "bob");
+    assert_eq!(invite["number"], GW_NUMBER);
     let call = gw.wait_call(|c| c["state"] == "ringing");
+    assert_eq!(call["call_id"], invite["call_id"]);
     assert_eq!(call["direction"], "inbound");
     assert_eq!(call["platform"], "sip");
     assert_eq!(call["caller"], "bob");

@@ -171,6 +171,7 @@ impl DigitQueue {
 /// The receiving half of a plain RTP leg.
 pub struct RtpReceiver {
     codec: RtpCodec,
+    payload_type: u8,
     jitter: JitterBuffer<Payload>,
     decoder: Decoder,
     concealer: Concealer,
@@ -192,6 +193,7 @@ impl RtpReceiver {
             RtpCodec::Opus48 | RtpCodec::Opus16 => Decoder::Opus(Box::new(OpusDecoder::new(rate)?)),
         };
         Ok(RtpReceiver {
+            payload_type: codec.payload_type(),
             codec,
             jitter: JitterBuffer::new(JitterConfig::default()),
             decoder,
@@ -203,6 +205,12 @@ impl RtpReceiver {
             dtmf: DtmfReceiver::new(),
             digits: DigitQueue::new(),
         })
+    }
+
+    /// Sets the audio payload type the peer negotiated, when it is not the codec's static
+    /// one (PCMU offered as a dynamic type, Opus under another number than 111).
+    pub fn set_payload_type(&mut self, pt: u8) {
+        self.payload_type = pt & 0x7f;
     }
 
     /// Sets the negotiated telephone-event payload type, or `None` when DTMF was not
@@ -231,7 +239,7 @@ impl RtpReceiver {
 
     fn accept(&mut self, datagram: &[u8]) -> Result<(), RtpError> {
         let packet = RtpReader::new(datagram).map_err(|e| RtpError::Malformed(format!("{e:?}")))?;
-        if packet.payload_type() != self.codec.payload_type() {
+        if packet.payload_type() != self.payload_type {
             if Some(packet.payload_type()) == self.dtmf_payload_type {
                 return self.accept_event(&packet);
             }
@@ -346,6 +354,7 @@ enum Encoder {
 /// The sending half of a plain RTP leg.
 pub struct RtpSender {
     codec: RtpCodec,
+    payload_type: u8,
     encoder: Encoder,
     ssrc: u32,
     seq: Seq,
@@ -373,6 +382,7 @@ impl RtpSender {
             )?)),
         };
         Ok(RtpSender {
+            payload_type: codec.payload_type(),
             codec,
             encoder,
             ssrc,
@@ -384,6 +394,12 @@ impl RtpSender {
         })
     }
 
+    /// Sends audio under the payload type the peer negotiated instead of the codec's
+    /// static one.
+    pub fn set_payload_type(&mut self, pt: u8) {
+        self.payload_type = pt & 0x7f;
+    }
+
     /// Encodes one 20 ms frame at [`RtpCodec::pcm_rate`] into the next packet.
     pub fn packetize(&mut self, frame: &Frame) -> Result<&[u8], RtpError> {
         let n = match &mut self.encoder {
@@ -392,7 +408,7 @@ impl RtpSender {
             Encoder::Opus(e) => e.encode(frame, &mut self.payload)?,
         };
         let len = RtpPacketBuilder::new()
-            .payload_type(self.codec.payload_type())
+            .payload_type(self.payload_type)
             .ssrc(self.ssrc)
             .sequence(self.seq)
             .timestamp(self.timestamp)

@@ -84,7 +84,7 @@ impl TestServer {
             db_pool_size: 4,
             mixer_shards: 1,
             // Tests run side by side: never the shared port 5060.
-            sip_listen: "127.0.0.1:0".parse().expect("address"),
+            sip_listen: Some("127.0.0.1:0".parse().expect("address")),
             ..Config::default()
         };
         adjust(&mut config);

@@ -285,3 +285,20 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_dynamic_payload_type_replaces_the_static_one_both_ways() {
+    let rate = RtpCodec::Pcmu.pcm_rate();
+    let mut tx = RtpSender::new(RtpCodec::Pcmu, 9, 1, 1).unwrap();
+    tx.set_payload_type(96);
+    let mut plain = RtpReceiver::new(RtpCodec::Pcmu).unwrap();
+    let mut negotiated = RtpReceiver::new(RtpCodec::Pcmu).unwrap();
+    negotiated.set_payload_type(96);
+    for f in frames(rate, 440.0, 3) {
+        let packet = tx.packetize(&f).unwrap().to_vec();
+        assert_eq!(packet[1] & 0x7f, 96, "sent under the negotiated type");
+        assert_eq!(plain.on_datagram(&packet), Err(RtpError::PayloadType(96)));
+        assert_eq!(negotiated.on_datagram(&packet), Ok(()));
+    }
+    assert_eq!(negotiated.stats().packets, 3);
+}
