@@ -13,5 +13,6 @@ mod rtp_api;
 mod settings_api;
 mod sip_api;
 mod sip_calls;
+mod sip_dead_call;
 mod sip_peers;
 mod stream_ws;
