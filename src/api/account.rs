@@ -90,14 +90,25 @@ const FEATURES_NOTE: &str = "Hosted STT/TTS is bring-your-own-key: add an Eleven
 #[get("/account")]
 pub async fn account(
     state: web::Data<AppState>,
+    sip: web::Data<crate::sip::SipService>,
     caller: Caller,
 ) -> Result<web::Json<AccountStatus>, ApiError> {
-    let (user, speech) = state
+    let (user, speech, trunk) = state
         .db(move |c| {
             let user = repo::user(c, &caller.user_id)?;
-            Ok((user, repo::enabled_voice_kinds(c, &caller.user_id)?))
+            let trunk = repo::sip_trunk_of(c, &caller.user_id)?;
+            Ok((user, repo::enabled_voice_kinds(c, &caller.user_id)?, trunk))
         })
         .await?;
+    // SIP is the one platform hosted here today: its status is the trunk registration's.
+    let sip_status = trunk.map(|t| {
+        let reg = sip.registration(&t.user_id, &t.id);
+        match (reg.state.as_str(), reg.detail) {
+            ("registered", _) => "ok".to_string(),
+            (state, Some(detail)) => format!("{state}: {detail}"),
+            (state, None) => state.to_string(),
+        }
+    });
     let hosted = |kind: SpeechKind| {
         if speech.iter().any(|k| k == kind.as_str()) {
             "ready"
@@ -111,7 +122,10 @@ pub async fn account(
             (
                 p.name,
                 PlatformStatus {
-                    status: "not_configured".into(),
+                    status: match (p.name, &sip_status) {
+                        ("sip", Some(s)) => s.clone(),
+                        _ => "not_configured".into(),
+                    },
                     capabilities: p.capabilities.to_vec(),
                     files: p.files,
                 },

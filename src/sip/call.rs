@@ -306,7 +306,8 @@ pub(crate) async fn run_inbound(shared: Arc<Shared>, endpoint: Endpoint, invite:
         room: opened.room.clone(),
         media_room: opened.media_room,
     };
-    let Some((mut watch, _)) = RoomWatch::subscribe(&call.room).await else {
+    // An agent may act on the call as soon as it is listed, even before this watch.
+    let Some((mut watch, initial)) = RoomWatch::subscribe(&call.room).await else {
         reject(acceptor, StatusCode::SERVER_INTERNAL_ERROR).await;
         return;
     };
@@ -315,9 +316,15 @@ pub(crate) async fn run_inbound(shared: Arc<Shared>, endpoint: Endpoint, invite:
     if let Ok(response) = acceptor.create_response(StatusCode::RINGING, None).await {
         let _ = acceptor.respond_provisional(response).await;
     }
-    if did.auto_answer {
+    if initial == CallState::Refused {
+        reject(acceptor, StatusCode::DECLINE).await;
+        return;
+    } else if initial.is_terminal() {
+        reject(acceptor, StatusCode::TEMPORARILY_UNAVAILABLE).await;
+        return;
+    } else if did.auto_answer {
         call.apply(Command::Accept).await;
-    } else {
+    } else if initial != CallState::Active {
         let ring = tokio::time::sleep(Duration::from_secs(shared.app.config.sip_ring_timeout_secs));
         tokio::pin!(ring);
         loop {
@@ -398,9 +405,13 @@ pub(crate) async fn run_outbound(shared: Arc<Shared>, out: Outbound) {
         call.fail("SIP is not running on this server".into()).await;
         return;
     };
-    let Some((mut watch, _)) = RoomWatch::subscribe(&call.room).await else {
+    let Some((mut watch, initial)) = RoomWatch::subscribe(&call.room).await else {
         return;
     };
+    if initial.is_terminal() {
+        // Hung up before the INVITE left.
+        return;
+    }
     let password = match shared
         .app
         .secrets

@@ -77,6 +77,7 @@ fn gateway_with(
         kam.log()
     );
     assert!(kam.registered("gw"), "kamailio has no binding for gw");
+    assert_eq!(gw.get("/api/account")["platforms"]["sip"]["status"], "ok");
     gw
 }
 
@@ -290,6 +291,14 @@ fn a_wrong_password_shows_as_a_failed_registration() {
         "{reg}"
     );
     assert!(!kam.registered("gw"));
+    let status = gw.get("/api/account")["platforms"]["sip"]["status"].clone();
+    assert!(
+        status
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("failed: authentication"),
+        "{status}"
+    );
 }
 
 fn inbound_call_with_audio_both_ways(backend: Backend) {
