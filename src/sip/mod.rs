@@ -427,6 +427,20 @@ impl Layer for GatewayLayer {
         if request.line.method != Method::INVITE {
             return;
         }
+        if request.base_headers.cseq.method != Method::INVITE {
+            // RFC 3261 §8.1.1.5: the CSeq names the request's own method.
+            let mut bad = request.take();
+            let response = endpoint.create_response(
+                &bad,
+                StatusCode::BAD_REQUEST,
+                Some("CSeq method does not match the request".into()),
+            );
+            let _ = endpoint
+                .create_server_inv_tsx(&mut bad)
+                .respond_failure(response)
+                .await;
+            return;
+        }
         let invite = request.take();
         if let Some(arbiter) = shared.arbiter.get().cloned() {
             arbiter.spawn(call::run_inbound(shared, endpoint.clone(), invite));

@@ -14,5 +14,6 @@ mod settings_api;
 mod sip_api;
 mod sip_calls;
 mod sip_dead_call;
+mod sip_malformed;
 mod sip_peers;
 mod stream_ws;
