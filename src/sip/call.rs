@@ -157,9 +157,10 @@ async fn reject(acceptor: InviteAcceptor, code: StatusCode) {
 }
 
 /// What the INVITE said, read before the acceptor takes it.
-struct Offer {
-    number: String,
-    caller: String,
+pub(crate) struct Offer {
+    pub number: String,
+    pub caller: String,
+    pub sip_call_id: String,
     source: SocketAddr,
     body: Option<SessionDescription>,
 }
@@ -184,6 +185,7 @@ fn read_offer(invite: &IncomingRequest) -> Option<Offer> {
     Some(Offer {
         number: as_e164(&number),
         caller,
+        sip_call_id: invite.base_headers.call_id.0.to_string(),
         source: invite.tp_info.source,
         body,
     })
@@ -252,7 +254,7 @@ pub(crate) async fn run_inbound(shared: Arc<Shared>, endpoint: Endpoint, invite:
         reject(acceptor, StatusCode::FORBIDDEN).await;
         return;
     }
-    let Some(remote_offer) = offer.body else {
+    let Some(remote_offer) = offer.body.clone() else {
         reject(acceptor, StatusCode::NOT_ACCEPTABLE_HERE).await;
         return;
     };
@@ -312,7 +314,7 @@ pub(crate) async fn run_inbound(shared: Arc<Shared>, endpoint: Endpoint, invite:
         return;
     };
     tracing::info!(call_id = %call.call_id, number = %offer.number, caller = %offer.caller, auto_answer = did.auto_answer, "inbound SIP call ringing");
-    shared.hub_call_invite(&call.user_id, &call.call_id, &offer.caller, &offer.number);
+    shared.hub_call_invite(&call.user_id, &call.call_id, &offer);
     if let Ok(response) = acceptor.create_response(StatusCode::RINGING, None).await {
         let _ = acceptor.respond_provisional(response).await;
     }

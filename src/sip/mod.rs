@@ -344,15 +344,18 @@ impl Shared {
 
 impl Shared {
     /// Tells the user's push channels that a call is ringing.
-    fn hub_call_invite(&self, user_id: &str, call_id: &str, caller: &str, number: &str) {
+    /// (`sip_call_id` lets a system that placed the call through the trunk pair it with
+    /// the gateway's call.)
+    fn hub_call_invite(&self, user_id: &str, call_id: &str, offer: &call::Offer) {
         self.app.hub.publish(
             user_id,
             serde_json::json!({
                 "type": "call_invite",
                 "call_id": call_id,
                 "platform": "sip",
-                "caller": caller,
-                "number": number,
+                "caller": offer.caller,
+                "number": offer.number,
+                "sip_call_id": offer.sip_call_id,
                 "state": "ringing",
             }),
         );

@@ -318,6 +318,11 @@ fn inbound_call_with_audio_both_ways(backend: Backend) {
     assert_eq!(invite["type"], "call_invite");
     assert_eq!(invite["caller"], "bob");
     assert_eq!(invite["number"], GW_NUMBER);
+    assert!(
+        invite["sip_call_id"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty())
+    );
     let call = gw.wait_call(|c| c["state"] == "ringing");
     assert_eq!(call["call_id"], invite["call_id"]);
     assert_eq!(call["direction"], "inbound");
