@@ -13,7 +13,7 @@ use chamade_media::SampleRate;
 use chamade_media::mixer::MixMode;
 
 /// Most participants one mixer room holds.
-pub const MAX_ROOM_PARTICIPANTS: usize = 64;
+pub const MAX_ROOM_PARTICIPANTS: usize = 256;
 
 /// Shard index bits in a mixer room id: the id names its shard, so no table is needed.
 const SHARD_BITS: u32 = 8;

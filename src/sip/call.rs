@@ -748,7 +748,9 @@ async fn start_leg(
         Some((tx, out)) => (Some(tx), Some(out)),
         None => (None, None),
     };
-    call.shared.add_leg(&call.call_id, &call.user_id, dtmf_tx);
+    let counters = Arc::new(crate::rtp_leg::LegCounters::default());
+    call.shared
+        .add_leg(&call.call_id, &call.user_id, dtmf_tx, Arc::clone(&counters));
     let remote = negotiated.remote;
     let task = RtpLeg {
         socket: rtp,
@@ -765,7 +767,7 @@ async fn start_leg(
         room: call.room.clone(),
         dtmf: dtmf_out,
         inactivity: Some(Duration::from_secs(call.shared.app.config.rtp_timeout_secs)),
-        counters: Default::default(),
+        counters,
         ssrc,
     };
     let (stop, stopped) = oneshot::channel();

@@ -69,6 +69,7 @@ struct TrunkEntry {
 struct PhoneLeg {
     owner: String,
     dtmf: Option<mpsc::UnboundedSender<String>>,
+    counters: Arc<crate::rtp_leg::LegCounters>,
 }
 
 /// How a trunk's registration stands, as shown by `GET /api/sip/trunk`.
@@ -198,6 +199,19 @@ impl SipService {
         Ok(())
     }
 
+    /// The packet counters of the call's phone leg, for `call_stats`.
+    pub fn leg_counters(
+        &self,
+        user_id: &str,
+        call_id: &str,
+    ) -> Option<Arc<crate::rtp_leg::LegCounters>> {
+        let calls = self.shared.calls.lock().ok()?;
+        calls
+            .get(call_id)
+            .filter(|l| l.owner == user_id)
+            .map(|l| Arc::clone(&l.counters))
+    }
+
     /// Queues keys to play into the call's phone leg.
     pub fn send_dtmf(&self, user_id: &str, call_id: &str, digits: &str) -> Result<(), DtmfError> {
         check_digits(digits)?;
@@ -323,13 +337,20 @@ impl Shared {
         ));
     }
 
-    fn add_leg(&self, call_id: &str, owner: &str, dtmf: Option<mpsc::UnboundedSender<String>>) {
+    fn add_leg(
+        &self,
+        call_id: &str,
+        owner: &str,
+        dtmf: Option<mpsc::UnboundedSender<String>>,
+        counters: Arc<crate::rtp_leg::LegCounters>,
+    ) {
         if let Ok(mut calls) = self.calls.lock() {
             calls.insert(
                 call_id.to_string(),
                 PhoneLeg {
                     owner: owner.to_string(),
                     dtmf,
+                    counters,
                 },
             );
         }

@@ -79,6 +79,26 @@ pub struct CallStats {
     pub return_trimmed_ms: u64,
     /// The room's mixer: ticks mixed, ticks nobody talked in, talker frames, most talkers.
     pub room: RoomCounters,
+    /// The call's phone leg, when it has one: RTP, RTCP and DTMF packets each way.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phone: Option<PhoneCounters>,
+}
+
+/// The phone-leg part of `call_stats`.
+#[derive(Debug, Serialize, Default)]
+pub struct PhoneCounters {
+    /// RTP packets taken from the phone.
+    pub rtp_in: u64,
+    /// RTP packets sent to the phone (audio and telephone-events).
+    pub rtp_out: u64,
+    /// RTCP packets received (sender and receiver reports, SDES, BYE).
+    pub rtcp_in: u64,
+    /// RTCP receiver reports sent.
+    pub rtcp_out: u64,
+    /// Keys received.
+    pub dtmf_in: u64,
+    /// Telephone-event packets sent.
+    pub dtmf_out: u64,
 }
 
 /// The room part of `call_stats`.

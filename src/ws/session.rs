@@ -16,7 +16,7 @@ use chamade_media::ring::{PcmProducer, Pull};
 use tokio::sync::mpsc;
 
 use super::protocol::{
-    AudioConfigReply, CallStats, ClientMessage, ErrorReply, MarkReply, RoomCounters,
+    AudioConfigReply, CallStats, ClientMessage, ErrorReply, MarkReply, PhoneCounters, RoomCounters,
 };
 use super::{CODEC_LIMIT_BYTES, MAX_FRAME_BYTES};
 use crate::api::calls::{Registry, live_room};
@@ -242,7 +242,7 @@ async fn run(
                     None => std::future::pending().await,
                 }
             } => {
-                if send_json(&mut session, &call_stats(audio.as_ref(), ctx.room_stats.as_deref())).await.is_err() { break; }
+                if send_json(&mut session, &call_stats(audio.as_ref(), ctx.room_stats.as_deref(), ctx.sip.leg_counters(&ctx.user_id, &ctx.call_id).as_deref())).await.is_err() { break; }
             }
             _ = ping.tick() => {
                 if last_heard.elapsed() > DEAD_AFTER {
@@ -407,7 +407,11 @@ async fn pump_audio(session: &mut Session, a: &mut Audio) -> Result<usize, actix
 }
 
 /// The agent's audio counters as a `call_stats` event (all zero before it has audio).
-fn call_stats(audio: Option<&Audio>, room: Option<&chamade_actors::shard::RoomStats>) -> CallStats {
+fn call_stats(
+    audio: Option<&Audio>,
+    room: Option<&chamade_actors::shard::RoomStats>,
+    phone: Option<&crate::rtp_leg::LegCounters>,
+) -> CallStats {
     let snap = audio.map(|a| {
         (
             a.leg.ends.stats.snapshot(),
@@ -439,6 +443,18 @@ fn call_stats(audio: Option<&Audio>, room: Option<&chamade_actors::shard::RoomSt
                 silent_ticks: s.silent_ticks,
                 talker_frames: s.talker_frames,
                 max_talkers: s.max_talkers,
+            }
+        }),
+        phone: phone.map(|c| {
+            let get =
+                |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+            PhoneCounters {
+                rtp_in: get(&c.rtp_in),
+                rtp_out: get(&c.rtp_out),
+                rtcp_in: get(&c.rtcp_in),
+                rtcp_out: get(&c.rtcp_out),
+                dtmf_in: get(&c.dtmf_in),
+                dtmf_out: get(&c.dtmf_out),
             }
         }),
     }
@@ -530,7 +546,11 @@ async fn handle_text(
                 }
             };
             let (rate, receive, queued_ms) = current.unwrap_or((ctx.native, false, 0));
-            let stats = call_stats(audio.as_ref(), ctx.room_stats.as_deref());
+            let stats = call_stats(
+                audio.as_ref(),
+                ctx.room_stats.as_deref(),
+                ctx.sip.leg_counters(&ctx.user_id, &ctx.call_id).as_deref(),
+            );
             send_json(
                 session,
                 &AudioConfigReply {
@@ -640,7 +660,11 @@ async fn handle_text(
             }
             send_json(
                 session,
-                &call_stats(audio.as_ref(), ctx.room_stats.as_deref()),
+                &call_stats(
+                    audio.as_ref(),
+                    ctx.room_stats.as_deref(),
+                    ctx.sip.leg_counters(&ctx.user_id, &ctx.call_id).as_deref(),
+                ),
             )
             .await?;
         }

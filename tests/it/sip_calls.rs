@@ -514,7 +514,7 @@ fn outbound_call_through_the_trunk_with_audio_and_dtmf_both_ways() {
     let call_id = call["call_id"].as_str().expect("id").to_string();
     let mut ws = connect(&gw.server, &call_id, &gw.key);
     receive_audio(&mut ws);
-    next_event(&mut ws, 500, |e| {
+    next_event(&mut ws, 2500, |e| {
         e == &json!({"type": "call_state", "state": "active"})
     });
     assert!(
@@ -558,6 +558,19 @@ fn outbound_call_through_the_trunk_with_audio_and_dtmf_both_ways() {
         }
     }
     assert_eq!(heard_keys, "4*9");
+    // The phone leg's packets are counted, RTCP included (baresip reports every ~5 s).
+    send_json(&mut ws, json!({"type": "call_stats"}));
+    let stats = next_event(&mut ws, 2000, of_type("call_stats"));
+    let phone = &stats["phone"];
+    assert!(phone["rtp_in"].as_u64().unwrap_or(0) > 300, "{stats}");
+    assert!(phone["rtp_out"].as_u64().unwrap_or(0) > 300, "{stats}");
+    assert!(phone["rtcp_in"].as_u64().unwrap_or(0) >= 1, "{stats}");
+    assert!(phone["rtcp_out"].as_u64().unwrap_or(0) >= 1, "{stats}");
+    assert_eq!(phone["dtmf_in"], 3, "{stats}");
+    // 3 keys of 5 tone packets and 2 repeated ends each; the last key's ends may still
+    // be on their way when the phone has already reported the key.
+    let sent = phone["dtmf_out"].as_u64().unwrap_or(0);
+    assert!((15..=21).contains(&sent), "{stats}");
     // Bad keys are refused with the reason.
     let bad = body(
         gw.post(
@@ -608,7 +621,7 @@ fn an_outbound_call_that_fails_reports_the_sip_reason() {
         "the callee's phone never rang"
     );
     alice.hangup();
-    let err = next_event(&mut ws, 200, of_type("call_error"));
+    let err = next_event(&mut ws, 2500, of_type("call_error"));
     let message = err["message"].as_str().unwrap_or_default();
     assert!(
         message.contains("SIP 4") || message.contains("SIP 6"),
