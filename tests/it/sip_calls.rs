@@ -229,6 +229,21 @@ fn assert_matches(what: &str, reference: &[i16], recording: &[i16]) {
     );
 }
 
+/// Waits for the phone's call to close, then checks its recording of what it received.
+fn assert_phone_heard(phone: &mut Baresip, what: &str, reference: &[i16]) {
+    assert!(
+        phone
+            .wait_event("CALL_CLOSED", Duration::from_secs(10))
+            .is_some(),
+        "{what}: the call never closed"
+    );
+    let recording = phone
+        .received_recording()
+        .expect("the phone recorded the call");
+    let (_, heard) = crate::support::sip_peers::read_wav(&recording);
+    assert_matches(what, reference, &heard);
+}
+
 /// Registration, refreshed before expiry: with a 20 s expiry the binding outlives it.
 #[test]
 fn the_gateway_registers_with_digest_auth_and_refreshes_before_expiry() {
@@ -367,13 +382,7 @@ fn inbound_call_with_audio_both_ways(backend: Backend) {
     assert_matches("caller → agent", &caller_signal, &heard);
     assert!(gw.wait_state(&call_id, "ended")["ended_at"].is_string());
 
-    assert!(
-        bob.wait_event("CALL_CLOSED", Duration::from_secs(5))
-            .is_some()
-    );
-    let recording = bob.received_recording().expect("bob recorded the call");
-    let (_, heard_by_bob) = crate::support::sip_peers::read_wav(&recording);
-    assert_matches("agent → caller", &agent_signal, &heard_by_bob);
+    assert_phone_heard(&mut bob, "agent → caller", &agent_signal);
 }
 
 #[test]
@@ -589,14 +598,7 @@ fn outbound_call_through_the_trunk_with_audio_and_dtmf_both_ways() {
         200,
     );
     assert_eq!(ended["state"], "ended");
-    assert!(
-        alice
-            .wait_event("CALL_CLOSED", Duration::from_secs(10))
-            .is_some()
-    );
-    let recording = alice.received_recording().expect("alice recorded the call");
-    let (_, heard_by_alice) = crate::support::sip_peers::read_wav(&recording);
-    assert_matches("agent → callee", &agent_signal, &heard_by_alice);
+    assert_phone_heard(&mut alice, "agent → callee", &agent_signal);
 }
 
 /// A callee that declines: the call ends in `error` with the SIP reason on the socket.
