@@ -5,7 +5,8 @@
 //! ```sh
 //! cargo bench --bench rtp_load -- --url http://127.0.0.1:8080 --key chmd_… \
 //!     --rooms 1 --per-room 100 --codec pcmu --warmup 5 --duration 20 \
-//!     [--probes 2] [--server-pid PID] [--out results.jsonl] [--label NAME] [--self-check]
+//!     [--probes 2] [--server-pid PID] [--out results.jsonl] [--label NAME] [--self-check] \
+//!     [--room-rate 8000]
 //! ```
 //!
 //! Without `--url` (as under `cargo test --benches`) it prints its usage and exits 0.
@@ -60,7 +61,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 const USAGE: &str = "usage: cargo bench --bench rtp_load -- --url http://127.0.0.1:PORT --key KEY \
 [--rooms R] [--per-room N] [--codec pcmu|opus] [--warmup S] [--duration S] [--probes P] \
-[--server-pid PID] [--out FILE] [--label NAME] [--self-check]";
+[--server-pid PID] [--out FILE] [--label NAME] [--room-rate HZ] [--self-check]";
 
 const FRAME: Duration = Duration::from_millis(20);
 const FRAME_US: f64 = 20_000.0;
@@ -184,6 +185,8 @@ struct Opts {
     out: Option<String>,
     label: String,
     self_check: bool,
+    /// The rooms' mixing rate (`sample_rate` of `POST /api/call`); `None`: 48 kHz.
+    room_rate: Option<u32>,
 }
 
 impl Opts {
@@ -223,6 +226,7 @@ impl Opts {
             "server-pid",
             "out",
             "label",
+            "room-rate",
         ];
         if let Some(k) = kv.keys().find(|k| !known.contains(&k.as_str())) {
             return Err(format!("unknown option --{k}"));
@@ -254,6 +258,10 @@ impl Opts {
             .get("server-pid")
             .map(|v| v.parse::<u32>().map_err(|_| format!("--server-pid: {v}")))
             .transpose()?;
+        let room_rate = kv
+            .get("room-rate")
+            .map(|v| v.parse::<u32>().map_err(|_| format!("--room-rate: {v}")))
+            .transpose()?;
         if rooms > MAX_ROOMS {
             return Err(format!("--rooms must be 0..={MAX_ROOMS}"));
         }
@@ -283,6 +291,7 @@ impl Opts {
             }
         });
         Ok(Opts {
+            room_rate,
             url,
             key,
             rooms,
@@ -857,7 +866,10 @@ fn set_up(
             client,
             opts,
             "/api/call",
-            &json!({"platform": "web", "agent_name": "rtp-load"}),
+            &match opts.room_rate {
+                Some(hz) => json!({"platform": "web", "agent_name": "rtp-load", "sample_rate": hz}),
+                None => json!({"platform": "web", "agent_name": "rtp-load"}),
+            },
         )?;
         let id = call["call_id"]
             .as_str()

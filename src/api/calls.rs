@@ -42,6 +42,12 @@ pub struct CreateCall {
     /// Whether hosted STT transcribes the call (default true; false for BYO-STT).
     #[serde(default)]
     pub transcripts: Option<bool>,
+    /// Extension for `web` calls: the room's mixing rate (8,000–48,000 Hz, a multiple of
+    /// 50; default 48,000). A room whose participants are phones or plain RTP legs at
+    /// 8 kHz mixes at 8 kHz without resampling anyone.
+    #[serde(default)]
+    #[schema(minimum = 8000, maximum = 48000, example = 48000)]
+    pub sample_rate: Option<u32>,
 }
 
 /// The audio format of the call WebSocket.
@@ -256,6 +262,19 @@ pub async fn create(
             CALL_PLATFORMS.join(", ")
         )));
     }
+    let room_rate = match body.sample_rate {
+        None => None,
+        Some(_) if platform != "web" => {
+            return Err(ApiError::Unprocessable(
+                "sample_rate applies to web calls only: other platforms mix at their own rate"
+                    .into(),
+            ));
+        }
+        Some(hz) => Some(
+            chamade_media::SampleRate::new(hz)
+                .map_err(|e| ApiError::Unprocessable(format!("sample_rate: {e}")))?,
+        ),
+    };
     let mut trunk = None;
     if platform == "sip" {
         let user = caller.user_id.clone();
@@ -295,6 +314,7 @@ pub async fn create(
             agent_name,
             direction: Direction::Outbound,
             caller: String::new(),
+            rate: room_rate,
         },
     )
     .await?;
@@ -342,6 +362,8 @@ pub(crate) struct NewCall {
     pub agent_name: String,
     pub direction: Direction,
     pub caller: String,
+    /// The room's rate when not the platform's native one.
+    pub rate: Option<chamade_media::SampleRate>,
 }
 
 /// A call just opened: stored, registered, with its room and mixer room.
@@ -361,8 +383,9 @@ pub(crate) async fn open_call(
     media: &MediaPlane,
     new: NewCall,
 ) -> Result<OpenedCall, ApiError> {
-    let native =
-        chamade_actors::native_rate(&new.platform).unwrap_or(chamade_media::SampleRate::HZ_48000);
+    let native = new.rate.unwrap_or_else(|| {
+        chamade_actors::native_rate(&new.platform).unwrap_or(chamade_media::SampleRate::HZ_48000)
+    });
     let (direction, first_state) = match new.direction {
         Direction::Outbound => ("outbound", "connecting"),
         Direction::Inbound => ("inbound", "ringing"),

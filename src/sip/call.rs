@@ -290,6 +290,7 @@ pub(crate) async fn run_inbound(shared: Arc<Shared>, endpoint: Endpoint, invite:
             agent_name: "AI Agent".into(),
             direction: Direction::Inbound,
             caller: offer.caller.clone(),
+            rate: None,
         },
     )
     .await;

@@ -265,7 +265,57 @@ fn the_concurrent_call_limit_is_429(b: Backend) {
     create_web_call(&s, &key);
 }
 
+/// A `web` room may mix at another rate than 48 kHz (an extension for rooms of 8 kHz legs).
+fn a_web_room_can_mix_at_another_rate(b: Backend) {
+    let s = TestServer::start(b);
+    let (_, key) = s.signup("rate@example.com");
+    let call = json(
+        s.post(
+            "/api/call",
+            &key,
+            &json!({"platform": "web", "sample_rate": 8000}),
+        ),
+        200,
+    );
+    assert_eq!(call["audio"]["sample_rate"], 8000);
+    assert_eq!(call["audio"]["frame_bytes"], 320);
+    let id = call["call_id"].as_str().expect("id");
+    assert_eq!(
+        json(s.get(&format!("/api/call/{id}"), &key), 200)["audio"]["sample_rate"],
+        8000
+    );
+    let odd = json(
+        s.post(
+            "/api/call",
+            &key,
+            &json!({"platform": "web", "sample_rate": 11025}),
+        ),
+        422,
+    );
+    assert!(
+        odd["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("sample_rate")
+    );
+    let sip = json(
+        s.post(
+            "/api/call",
+            &key,
+            &json!({"platform": "sip", "meeting_url": "tel:+15550100", "sample_rate": 8000}),
+        ),
+        422,
+    );
+    assert!(
+        sip["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("web calls only")
+    );
+}
+
 on_both_backends!(
+    a_web_room_can_mix_at_another_rate,
     a_web_call_is_created_active_with_the_spec_fields,
     unavailable_and_unknown_platforms_are_refused,
     status_chat_say_typing_and_hang_up,
