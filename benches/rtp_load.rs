@@ -1150,7 +1150,7 @@ fn run(opts: &Opts) -> Result<(), String> {
         "server": "chamade",
         "codec": match opts.codec { Codec::Pcmu => "pcmu", Codec::Opus => "opus" },
         "rate": opts.codec.rate().hz(),
-        "room_rate": 48_000,
+        "room_rate": opts.room_rate.unwrap_or(48_000),
         "rooms": opts.rooms,
         "per_room": opts.per_room,
         "participants": n,
@@ -1239,13 +1239,14 @@ fn report(r: &Value) {
     println!();
     println!("== chamade plain-RTP load ==");
     println!(
-        "scenario        {}: {} rooms x {} = {} participants, {} at {} Hz in 48 kHz rooms",
+        "scenario        {}: {} rooms x {} = {} participants, {} at {} Hz in {} Hz rooms",
         r["label"].as_str().unwrap_or(""),
         r["rooms"],
         r["per_room"],
         r["participants"],
         r["codec"].as_str().unwrap_or(""),
-        r["rate"]
+        r["rate"],
+        r["room_rate"]
     );
     println!(
         "setup           {} s (join p50 {} ms); window {} s",
