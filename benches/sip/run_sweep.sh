@@ -6,7 +6,10 @@
 # 127.0.0.1), the trunk gw/gwpass (realm trunk.test) and the DID +15550100 connected
 # through the API, registration awaited, then loadbench.py (pinned to core 1) places N
 # calls through kamailio and plays the agent on chamade's call WebSockets. One JSON line
-# per level is appended to $RESULTS. Every process is started and stopped by PID here;
+# per level is appended to $RESULTS, with the binary's hash and the mixer shard's counters
+# (GET /metrics) added; the logs, /metrics and the gateway's RSS per second go to
+# $OUT/logs-$LABEL-N<level>/. A private copy of the binary runs, so a rebuild of target/
+# during the sweep changes nothing. Every process is started and stopped by PID here;
 # every wait is bounded.
 #
 # Usage:  benches/sip/run_sweep.sh            (levels 1 10 50 100 200, 20 s windows)
