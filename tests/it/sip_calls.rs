@@ -395,15 +395,23 @@ fn inbound_call_rings_is_accepted_and_carries_audio_both_ways_postgres() {
     inbound_call_with_audio_both_ways(Backend::Postgres);
 }
 
+/// bob (silent, auto-answering) dials the gateway's number; answers his phone and the
+/// ringing call's id.
+fn ring(kam: &Kamailio, gw: &Gateway) -> (Baresip, String) {
+    let mut bob = phone(kam, "bob", Source::Silence(30), Answer::Auto);
+    bob.dial(&format!("sip:{GW_NUMBER}@{REALM}"));
+    let call = gw.wait_call(|c| c["state"] == "ringing");
+    let call_id = call["call_id"].as_str().expect("id").to_string();
+    (bob, call_id)
+}
+
 /// Refused → 603 for the phone, `refused` for the call.
 #[test]
 fn a_refused_call_is_declined_to_the_phone() {
     let kam = Kamailio::start(KamailioOpts::default());
     let gw = gateway(Backend::Sqlite, &kam, &[(GW_NUMBER, false)]);
-    let mut bob = phone(&kam, "bob", Source::Silence(30), Answer::Auto);
-    bob.dial(&format!("sip:{GW_NUMBER}@{REALM}"));
-    let call = gw.wait_call(|c| c["state"] == "ringing");
-    let call_id = call["call_id"].as_str().expect("id");
+    let (mut bob, call_id) = ring(&kam, &gw);
+    let call_id = call_id.as_str();
     let refused = body(
         gw.post(&format!("/api/call/{call_id}/refuse"), &json!({})),
         200,
@@ -423,10 +431,8 @@ fn an_unanswered_call_becomes_missed() {
     let gw = gateway_with(Backend::Sqlite, &kam, &[(GW_NUMBER, false)], |c| {
         c.sip_ring_timeout_secs = 2
     });
-    let mut bob = phone(&kam, "bob", Source::Silence(30), Answer::Auto);
-    bob.dial(&format!("sip:{GW_NUMBER}@{REALM}"));
-    let call = gw.wait_call(|c| c["state"] == "ringing");
-    let call_id = call["call_id"].as_str().expect("id");
+    let (mut bob, call_id) = ring(&kam, &gw);
+    let call_id = call_id.as_str();
     assert!(
         bob.wait_event("CALL_CLOSED", Duration::from_secs(10))
             .is_some(),
@@ -440,10 +446,8 @@ fn an_unanswered_call_becomes_missed() {
 fn a_call_cancelled_while_ringing_becomes_missed() {
     let kam = Kamailio::start(KamailioOpts::default());
     let gw = gateway(Backend::Sqlite, &kam, &[(GW_NUMBER, false)]);
-    let mut bob = phone(&kam, "bob", Source::Silence(30), Answer::Auto);
-    bob.dial(&format!("sip:{GW_NUMBER}@{REALM}"));
-    let call = gw.wait_call(|c| c["state"] == "ringing");
-    let call_id = call["call_id"].as_str().expect("id");
+    let (mut bob, call_id) = ring(&kam, &gw);
+    let call_id = call_id.as_str();
     bob.wait_event("CALL_RINGING", Duration::from_secs(5));
     bob.hangup();
     assert_eq!(gw.wait_state(call_id, "missed")["state"], "missed");
