@@ -81,7 +81,9 @@ const PROBE_READ_TIMEOUT: Duration = Duration::from_millis(200);
 const MAX_ROOMS: usize = 1_000;
 /// The server's `MAX_ROOM_PARTICIPANTS`.
 const MAX_PER_ROOM: usize = 256;
-const MAX_PARTICIPANTS: usize = 2_000;
+/// Two sockets a participant (the driver's and the server's) stay well inside the usual
+/// 20,000-descriptor limit.
+const MAX_PARTICIPANTS: usize = 4_000;
 const MAX_DURATION_S: f64 = 300.0;
 const MAX_WARMUP_S: f64 = 60.0;
 

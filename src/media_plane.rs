@@ -7,13 +7,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use chamade_actors::ids::{ParticipantId, RoomId};
 use chamade_actors::shard::{
-    LegEnds, MixerPool, ParticipantMedia, RoomMedia, RoomStats, ShardCommand, ShardIndex,
+    Endpoint, LegEnds, MixerPool, ParticipantMedia, RoomMedia, RoomStats, ShardCommand, ShardIndex,
 };
 use chamade_media::SampleRate;
 use chamade_media::mixer::MixMode;
 
 /// Most participants one mixer room holds.
 pub const MAX_ROOM_PARTICIPANTS: usize = 256;
+
+/// Ring capacity, each way, of a leg that runs on its shard (see
+/// [`MediaPlane::join_paced`]): it holds one frame at a time; the rest is slack.
+const PACED_RING_MS: u64 = 200;
 
 /// Shard index bits in a mixer room id: the id names its shard, so no table is needed.
 const SHARD_BITS: u32 = 8;
@@ -107,6 +111,16 @@ impl MediaPlane {
     ) -> Result<AgentLeg, MediaError> {
         let (media, ends) = ParticipantMedia::new(native, rate, rate, mode)
             .map_err(|e| MediaError::Rate(e.to_string()))?;
+        self.seat(room, participant, media, ends)
+    }
+
+    fn seat(
+        &self,
+        room: u64,
+        participant: u64,
+        media: ParticipantMedia,
+        ends: LegEnds,
+    ) -> Result<AgentLeg, MediaError> {
         self.pool
             .send(
                 Self::shard_of(room),
@@ -126,6 +140,35 @@ impl MediaPlane {
             grid,
             participant,
         })
+    }
+
+    /// Runs `endpoint` on the shard of `room`, around every mix, until it is done. Its
+    /// participant must have been seated in `room` (by [`join`](Self::join)) before.
+    pub fn attach(&self, room: u64, endpoint: Box<dyn Endpoint>) -> Result<(), MediaError> {
+        self.pool
+            .send(
+                Self::shard_of(room),
+                ShardCommand::AddEndpoint {
+                    room: RoomId(room),
+                    endpoint,
+                },
+            )
+            .map_err(|e| MediaError::Shard(e.to_string()))
+    }
+
+    /// Seats a participant whose I/O will run on the shard as an [`Endpoint`] (an RTP or
+    /// SIP leg): like [`join`](Self::join), with rings sized for one frame per tick.
+    pub fn join_paced(
+        &self,
+        room: u64,
+        native: SampleRate,
+        participant: u64,
+        rate: SampleRate,
+        mode: MixMode,
+    ) -> Result<AgentLeg, MediaError> {
+        let (media, ends) = ParticipantMedia::paced(native, rate, mode, PACED_RING_MS)
+            .map_err(|e| MediaError::Rate(e.to_string()))?;
+        self.seat(room, participant, media, ends)
     }
 
     /// Takes a participant out of its room by id (when its leg is owned elsewhere).

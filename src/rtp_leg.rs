@@ -4,21 +4,23 @@
 //! inactivity limit that ends a call whose phone went silent at the network level.
 
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix::Addr;
 use chamade_actors::bridge::rtp::{RtpReceiver, RtpSender};
 use chamade_actors::bridge::sip::dtmf::DtmfSender;
 use chamade_actors::bridge::sip::rtcp;
 use chamade_actors::room::{Command, Room};
+use chamade_actors::shard::{Endpoint, Step, TICK};
 use chamade_media::ring::Pull;
 use chamade_media::{Frame, SampleRate};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::media_plane::AgentLeg;
+use crate::media_plane::{AgentLeg, MediaPlane};
 
 /// Largest datagram read from a leg's sockets.
 const MAX_DATAGRAM: usize = 2048;
@@ -92,139 +94,314 @@ pub enum LegEnd {
 }
 
 impl RtpLeg {
-    /// The leg's loop: datagrams into the jitter buffer as they come; on the mixer's tick
-    /// grid, one decoded frame into the input ring and, when the room's frame is there, one
-    /// packet out (a telephone-event instead of audio while a key is being played).
-    pub async fn run(self, mut stopped: oneshot::Receiver<()>) -> LegEnd {
+    /// Runs the leg on its room's mixer shard (see [`Endpoint`]) until it ends: stopped
+    /// through `stopped`, its call gone, or its remote silent past the inactivity limit.
+    /// The future only waits; the leg's work happens on the shard thread around each mix.
+    pub async fn run(
+        self,
+        media: &MediaPlane,
+        media_room: u64,
+        stopped: oneshot::Receiver<()>,
+    ) -> LegEnd {
+        let (done_tx, done) = oneshot::channel();
+        let endpoint = match ShardLeg::new(self, stopped, done_tx) {
+            Ok(endpoint) => endpoint,
+            Err(e) => {
+                tracing::warn!(error = %e, "RTP leg not started");
+                return LegEnd::RoomGone;
+            }
+        };
+        if let Err(e) = media.attach(media_room, Box::new(endpoint)) {
+            tracing::warn!(error = %e, "RTP leg not started");
+            return LegEnd::RoomGone;
+        }
+        // A leg the shard drops without finishing (its room closed first, or the shard
+        // stopped) ends with its room.
+        done.await.unwrap_or(LegEnd::RoomGone)
+    }
+}
+
+/// Ticks between two reads of the RTCP socket (reports come every few seconds; the
+/// socket's buffer holds them meanwhile).
+const RTCP_POLL_TICKS: u64 = 10;
+/// Most datagrams taken from the RTP socket in one tick: one is the steady state; a burst
+/// after a network stall is taken over a few ticks, and a flood cannot hold the shard.
+const MAX_DATAGRAMS_PER_TICK: usize = 8;
+/// Frames the output ring may hold before the leg drops the oldest: with the leg reading
+/// right after every mix there is one; more means frames were pushed while it was away.
+const OUTPUT_TRIM_FRAMES: usize = 2;
+
+/// An [`RtpLeg`] as the shard runs it: the same parts, with std sockets read without
+/// blocking and time counted in ticks.
+struct ShardLeg {
+    socket: std::net::UdpSocket,
+    /// Whether `socket` is connected to `remote` (the kernel then filters other sources).
+    connected: bool,
+    rtcp: Option<std::net::UdpSocket>,
+    remote: SocketAddr,
+    rtcp_remote: Option<SocketAddr>,
+    receiver: RtpReceiver,
+    sender: RtpSender,
+    leg: AgentLeg,
+    out: Frame,
+    room: Addr<Room>,
+    dtmf_pt: Option<u8>,
+    dtmf_digits: Option<mpsc::UnboundedReceiver<String>>,
+    keys: DtmfSender,
+    inactivity_ticks: Option<u64>,
+    counters: Arc<LegCounters>,
+    ssrc: u32,
+    stopped: oneshot::Receiver<()>,
+    done: Option<oneshot::Sender<LegEnd>>,
+    tick: u64,
+    last_heard: u64,
+    next_report: u64,
+    buf: Box<[u8; MAX_DATAGRAM]>,
+}
+
+impl ShardLeg {
+    fn new(
+        leg: RtpLeg,
+        stopped: oneshot::Receiver<()>,
+        done: oneshot::Sender<LegEnd>,
+    ) -> std::io::Result<ShardLeg> {
         let RtpLeg {
             socket,
             rtcp,
             remote,
             rtcp_remote,
-            mut receiver,
-            mut sender,
-            mut leg,
+            receiver,
+            sender,
+            leg,
             rate,
             room,
             dtmf,
             inactivity,
             counters,
             ssrc,
-        } = self;
-        let mut buf = [0u8; MAX_DATAGRAM];
-        let mut rtcp_buf = [0u8; MAX_DATAGRAM];
-        let mut out = Frame::silence(rate);
-        let mut next = grid_after(leg.grid, Instant::now());
-        let mut last_heard = Instant::now();
-        let mut next_report = Instant::now() + RTCP_INTERVAL;
-        let (dtmf_pt, mut dtmf_digits) = match dtmf {
+        } = leg;
+        // Deregistered from the async reactor; still non-blocking.
+        let socket = socket.into_std()?;
+        socket.set_nonblocking(true)?;
+        // A connected socket skips the route lookup on every send and drops datagrams from
+        // anyone but the remote in the kernel (symmetric RTP listens to nobody else).
+        let connected = !remote.ip().is_unspecified() && socket.connect(remote).is_ok();
+        let rtcp = match rtcp {
+            Some(s) => {
+                let s = s.into_std()?;
+                s.set_nonblocking(true)?;
+                Some(s)
+            }
+            None => None,
+        };
+        let (dtmf_pt, dtmf_digits) = match dtmf {
             Some(d) => (Some(d.payload_type), Some(d.digits)),
             None => (None, None),
         };
-        let mut keys = DtmfSender::default();
-        loop {
-            tokio::select! {
-                _ = &mut stopped => return LegEnd::Stopped,
-                got = socket.recv_from(&mut buf) => {
-                    match got {
-                        // Symmetric RTP: only the negotiated remote is listened to.
-                        Ok((n, from)) if from == remote => {
-                            last_heard = Instant::now();
-                            if receiver.on_datagram(&buf[..n]).is_ok() {
-                                counters.rtp_in.fetch_add(1, Ordering::Relaxed);
-                            }
-                            while let Some(digit) = receiver.take_dtmf() {
-                                counters.dtmf_in.fetch_add(1, Ordering::Relaxed);
-                                room.do_send(Command::Dtmf(digit));
-                            }
-                        }
-                        Ok(_) => {}
-                        Err(e) => tracing::debug!(error = %e, "RTP receive error"),
+        Ok(ShardLeg {
+            socket,
+            connected,
+            rtcp,
+            remote,
+            rtcp_remote,
+            receiver,
+            sender,
+            leg,
+            out: Frame::silence(rate),
+            room,
+            dtmf_pt,
+            dtmf_digits,
+            keys: DtmfSender::default(),
+            inactivity_ticks: inactivity.map(ticks_of),
+            counters,
+            ssrc,
+            stopped,
+            done: Some(done),
+            tick: 0,
+            last_heard: 0,
+            next_report: ticks_of(RTCP_INTERVAL),
+            buf: Box::new([0u8; MAX_DATAGRAM]),
+        })
+    }
+
+    fn finish(&mut self, end: LegEnd) -> Step {
+        if let Some(done) = self.done.take() {
+            let _ = done.send(end);
+        }
+        Step::Done
+    }
+
+    /// Takes what the remote sent since the last tick into the jitter buffer, when the
+    /// shard does not watch the socket for us.
+    fn receive(&mut self) {
+        for _ in 0..MAX_DATAGRAMS_PER_TICK {
+            if !self.receive_one() {
+                return;
+            }
+        }
+    }
+
+    /// Takes one datagram; false when there was none (or the socket failed).
+    fn receive_one(&mut self) -> bool {
+        let got = if self.connected {
+            self.socket
+                .recv(&mut self.buf[..])
+                .map(|n| (n, self.remote))
+        } else {
+            self.socket.recv_from(&mut self.buf[..])
+        };
+        match got {
+            // Symmetric RTP: only the negotiated remote is listened to.
+            Ok((n, from)) if from == self.remote => {
+                self.last_heard = self.tick;
+                if self.receiver.on_datagram(&self.buf[..n]).is_ok() {
+                    self.counters.rtp_in.fetch_add(1, Ordering::Relaxed);
+                }
+                while let Some(digit) = self.receiver.take_dtmf() {
+                    self.counters.dtmf_in.fetch_add(1, Ordering::Relaxed);
+                    self.room.do_send(Command::Dtmf(digit));
+                }
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+            // An ICMP error for an earlier send (the remote's port closed) surfaces
+            // here on a connected socket; it says nothing about what arrives next.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "RTP receive error");
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Counts the RTCP reports that arrived.
+    fn receive_rtcp(&mut self) {
+        let Some(sock) = self.rtcp.as_ref() else {
+            return;
+        };
+        for _ in 0..MAX_DATAGRAMS_PER_TICK {
+            match sock.recv_from(&mut self.buf[..]) {
+                Ok((n, _)) => {
+                    if rtcp::classify(&self.buf[..n]).is_some() {
+                        self.counters.rtcp_in.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                got = recv_rtcp(rtcp.as_ref(), &mut rtcp_buf) => {
-                    if let Ok((n, _)) = got && rtcp::classify(&rtcp_buf[..n]).is_some() {
-                        counters.rtcp_in.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                Some(digits) = next_digits(&mut dtmf_digits) => {
-                    if let Err(e) = keys.queue(&digits) {
-                        tracing::debug!(error = %e, "DTMF not queued");
-                    }
-                }
-                _ = tokio::time::sleep_until(next.into()) => {
-                    if !room.connected() {
-                        return LegEnd::RoomGone;
-                    }
-                    let now = Instant::now();
-                    if inactivity.is_some_and(|limit| now.duration_since(last_heard) > limit) {
-                        return LegEnd::Inactive;
-                    }
-                    next = grid_after(leg.grid, now);
-                    leg.ends.input.push_samples(receiver.next_frame().samples());
-                    let Some(output) = leg.ends.output.as_mut() else { continue };
-                    output.trim_to(rate.frame_samples() * 4);
-                    let have_frame = output.queued_samples() >= rate.frame_samples()
-                        && output.pull_frame(out.samples_mut()) == Pull::Frame;
-                    let event = dtmf_pt.and_then(|pt| keys.next().map(|p| (pt, p)));
-                    let packet = match &event {
-                        Some((pt, p)) => {
-                            counters.dtmf_out.fetch_add(1, Ordering::Relaxed);
-                            Some(sender.packetize_event(*pt, p))
-                        }
-                        None if have_frame => sender.packetize(&out).ok(),
-                        None => None,
-                    };
-                    if let Some(packet) = packet {
-                        counters.rtp_out.fetch_add(1, Ordering::Relaxed);
-                        let _ = socket.send_to(packet, remote).await;
-                    }
-                    if let (Some(sock), Some(to)) = (rtcp.as_ref(), rtcp_remote)
-                        && now >= next_report
-                    {
-                        next_report = now + RTCP_INTERVAL;
-                        let mut report = [0u8; 8];
-                        let bytes = rtcp::receiver_report(ssrc, &mut report);
-                        if sock.send_to(bytes, to).await.is_ok() {
-                            counters.rtcp_out.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                }
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+                Err(_) => return,
             }
         }
     }
 }
 
-async fn recv_rtcp(
-    socket: Option<&UdpSocket>,
-    buf: &mut [u8],
-) -> std::io::Result<(usize, SocketAddr)> {
-    match socket {
-        Some(s) => s.recv_from(buf).await,
-        None => std::future::pending().await,
+impl Endpoint for ShardLeg {
+    fn readiness(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.socket.as_fd())
     }
-}
 
-async fn next_digits(queue: &mut Option<mpsc::UnboundedReceiver<String>>) -> Option<String> {
-    match queue {
-        Some(q) => match q.recv().await {
-            Some(d) => Some(d),
-            None => {
+    fn on_readable(&mut self) -> bool {
+        self.receive_one()
+    }
+
+    fn before_mix(&mut self, watched: bool) -> Step {
+        match self.stopped.try_recv() {
+            Err(oneshot::error::TryRecvError::Empty) => {}
+            // Asked to stop, or the owner is gone.
+            _ => return self.finish(LegEnd::Stopped),
+        }
+        if !self.room.connected() {
+            return self.finish(LegEnd::RoomGone);
+        }
+        self.tick += 1;
+        if !watched {
+            self.receive();
+        }
+        if self.tick.is_multiple_of(RTCP_POLL_TICKS) {
+            self.receive_rtcp();
+        }
+        if self
+            .inactivity_ticks
+            .is_some_and(|limit| self.tick.saturating_sub(self.last_heard) > limit)
+        {
+            return self.finish(LegEnd::Inactive);
+        }
+        if let Some(queue) = self.dtmf_digits.as_mut() {
+            match queue.try_recv() {
+                Ok(digits) => {
+                    if let Err(e) = self.keys.queue(&digits) {
+                        tracing::debug!(error = %e, "DTMF not queued");
+                    }
+                }
+                Err(mpsc::error::TryRecvError::Empty) => {}
                 // The sending side is gone: no more keys will come.
-                *queue = None;
-                std::future::pending().await
+                Err(mpsc::error::TryRecvError::Disconnected) => self.dtmf_digits = None,
             }
-        },
-        None => std::future::pending().await,
+        }
+        self.leg
+            .ends
+            .input
+            .push_samples(self.receiver.next_frame().samples());
+        Step::Continue
+    }
+
+    fn after_mix(&mut self) -> Step {
+        let frame = self.out.samples().len();
+        let have_frame = match self.leg.ends.output.as_mut() {
+            Some(output) => {
+                output.trim_to(frame * OUTPUT_TRIM_FRAMES);
+                output.queued_samples() >= frame
+                    && output.pull_frame(self.out.samples_mut()) == Pull::Frame
+            }
+            None => false,
+        };
+        let out = &self.out;
+        let send = |packet: &[u8]| {
+            let sent = if self.connected {
+                self.socket.send(packet)
+            } else {
+                self.socket.send_to(packet, self.remote)
+            };
+            // A full send buffer or an unreachable remote loses this packet only.
+            if let Err(e) = &sent {
+                tracing::trace!(error = %e, "RTP send error");
+            }
+            sent.is_ok()
+        };
+        let event = self
+            .dtmf_pt
+            .and_then(|pt| self.keys.next().map(|p| (pt, p)));
+        let sent = match &event {
+            Some((pt, p)) => {
+                self.counters.dtmf_out.fetch_add(1, Ordering::Relaxed);
+                send(self.sender.packetize_event(*pt, p))
+            }
+            None if have_frame => self.sender.packetize(out).is_ok_and(send),
+            None => false,
+        };
+        if sent {
+            self.counters.rtp_out.fetch_add(1, Ordering::Relaxed);
+        }
+        if let (Some(sock), Some(to)) = (self.rtcp.as_ref(), self.rtcp_remote)
+            && self.tick >= self.next_report
+        {
+            self.next_report = self.tick + ticks_of(RTCP_INTERVAL);
+            let mut report = [0u8; 8];
+            let bytes = rtcp::receiver_report(self.ssrc, &mut report);
+            if sock.send_to(bytes, to).is_ok() {
+                self.counters.rtcp_out.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Step::Continue
+    }
+
+    fn label(&self) -> String {
+        format!("RTP leg with {}", self.remote)
     }
 }
 
-/// 2 ms after the next tick of the shard's grid: the room's frame for the tick is there.
-fn grid_after(grid: Instant, now: Instant) -> Instant {
-    let tick = Duration::from_millis(20);
-    let since = now.saturating_duration_since(grid).as_nanos();
-    let k = since / tick.as_nanos() + 1;
-    grid + Duration::from_nanos((k * tick.as_nanos()) as u64) + Duration::from_millis(2)
+/// Whole ticks in `d` (at least one): the leg counts time in ticks, not clock reads.
+fn ticks_of(d: Duration) -> u64 {
+    (d.as_millis() / TICK.as_millis()).max(1) as u64
 }
 
 /// Binds an RTP socket on an even port and its RTCP socket on the next one (RFC 3550

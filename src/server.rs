@@ -3,6 +3,12 @@
 use std::net::TcpListener;
 use std::sync::Arc;
 
+/// Whether the kernel reports `TCP_NODELAY` on a connection's socket, read right after the
+/// server set it; the call WebSocket reports it in `call_stats` so that Nagle stalls can be
+/// ruled out from the client side.
+#[derive(Debug, Clone, Copy)]
+pub struct TcpNoDelay(pub bool);
+
 use actix_web::middleware::{NormalizePath, TrailingSlash};
 use actix_web::{App, HttpServer, dev::Server, web};
 use utoipa_actix_web::AppExt;
@@ -104,11 +110,13 @@ pub fn build(listener: TcpListener, state: AppState, workers: usize) -> Result<S
             .wrap(tracing_actix_web::TracingLogger::default())
     })
     // Audio rides on these sockets: never let Nagle hold back a 20 ms frame.
-    .on_connect(|conn, _| {
-        if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>()
-            && let Err(e) = tcp.set_nodelay(true)
-        {
-            tracing::warn!(error = %e, "cannot set TCP_NODELAY");
+    .on_connect(|conn, ext| {
+        if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::warn!(error = %e, "cannot set TCP_NODELAY");
+            }
+            // Read back from the kernel, for `call_stats` to report what the socket does.
+            ext.insert(TcpNoDelay(tcp.nodelay().unwrap_or(false)));
         }
     })
     .workers(workers.max(1))

@@ -123,7 +123,7 @@ pub async fn add(
         .map_err(|e| ApiError::Conflict(e.to_string()))?;
     let rate = codec.pcm_rate();
     let leg = media
-        .join(media_room, snap.rate, participant, rate, MixMode::Full)
+        .join_paced(media_room, snap.rate, participant, rate, MixMode::Full)
         .map_err(|e| ApiError::internal(e.to_string()))?;
     let receiver = RtpReceiver::new(codec).map_err(|e| ApiError::internal(e.to_string()))?;
     let sender = RtpSender::new(codec, random_u32(), random_u32() as u16, random_u32())
@@ -160,7 +160,7 @@ pub async fn add(
             counters: Default::default(),
             ssrc,
         };
-        task.run(stopped).await;
+        task.run(&media, media_room, stopped).await;
         media.leave_leg(media_room, participant);
         room.do_send(Command::Leave(participant));
         if let Ok(mut map) = legs_for_task.legs.lock() {

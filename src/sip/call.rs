@@ -726,7 +726,7 @@ async fn start_leg(
     let leg = call
         .shared
         .media
-        .join(call.media_room, room_rate, participant, rate, MixMode::Full)
+        .join_paced(call.media_room, room_rate, participant, rate, MixMode::Full)
         .map_err(|e| e.to_string())?;
     let mut receiver = RtpReceiver::new(codec).map_err(|e| e.to_string())?;
     receiver.set_payload_type(negotiated.payload_type);
@@ -777,7 +777,7 @@ async fn start_leg(
     let room = call.room.clone();
     let media_room = call.media_room;
     actix_web::rt::spawn(async move {
-        let end = task.run(stopped).await;
+        let end = task.run(&media, media_room, stopped).await;
         media.leave_leg(media_room, participant);
         room.do_send(Command::Leave(participant));
         let _ = done_tx.send(end);

@@ -82,6 +82,10 @@ pub struct CallStats {
     /// The call's phone leg, when it has one: RTP, RTCP and DTMF packets each way.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub phone: Option<PhoneCounters>,
+    /// Whether this WebSocket's TCP socket has `TCP_NODELAY`, as the kernel reports it (no
+    /// Nagle delay on frames); absent when the connection is not plain TCP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp_nodelay: Option<bool>,
 }
 
 /// The phone-leg part of `call_stats`.

@@ -101,12 +101,15 @@ pub async fn stream(
         sip: sip.into_inner(),
         user_id: caller.user_id.clone(),
         call_id: call_id.clone(),
+        tcp_nodelay: req.conn_data::<crate::server::TcpNoDelay>().map(|n| n.0),
     };
     actix_web::rt::spawn(run(session, messages, ctx));
     Ok(response)
 }
 
 struct SessionContext {
+    /// `TCP_NODELAY` on this connection's socket, as read back when it was accepted.
+    tcp_nodelay: Option<bool>,
     room: Addr<Room>,
     room_stats: Option<std::sync::Arc<chamade_actors::shard::RoomStats>>,
     media: std::sync::Arc<MediaPlane>,
@@ -242,7 +245,7 @@ async fn run(
                     None => std::future::pending().await,
                 }
             } => {
-                if send_json(&mut session, &call_stats(audio.as_ref(), ctx.room_stats.as_deref(), ctx.sip.leg_counters(&ctx.user_id, &ctx.call_id).as_deref())).await.is_err() { break; }
+                if send_json(&mut session, &call_stats(audio.as_ref(), ctx.room_stats.as_deref(), ctx.sip.leg_counters(&ctx.user_id, &ctx.call_id).as_deref(), ctx.tcp_nodelay)).await.is_err() { break; }
             }
             _ = ping.tick() => {
                 if last_heard.elapsed() > DEAD_AFTER {
@@ -411,6 +414,7 @@ fn call_stats(
     audio: Option<&Audio>,
     room: Option<&chamade_actors::shard::RoomStats>,
     phone: Option<&crate::rtp_leg::LegCounters>,
+    tcp_nodelay: Option<bool>,
 ) -> CallStats {
     let snap = audio.map(|a| {
         (
@@ -457,6 +461,7 @@ fn call_stats(
                 dtmf_out: get(&c.dtmf_out),
             }
         }),
+        tcp_nodelay,
     }
 }
 
@@ -550,6 +555,7 @@ async fn handle_text(
                 audio.as_ref(),
                 ctx.room_stats.as_deref(),
                 ctx.sip.leg_counters(&ctx.user_id, &ctx.call_id).as_deref(),
+                ctx.tcp_nodelay,
             );
             send_json(
                 session,
@@ -664,6 +670,7 @@ async fn handle_text(
                     audio.as_ref(),
                     ctx.room_stats.as_deref(),
                     ctx.sip.leg_counters(&ctx.user_id, &ctx.call_id).as_deref(),
+                    ctx.tcp_nodelay,
                 ),
             )
             .await?;

@@ -347,6 +347,8 @@ fn call_stats_report_queued_playout_on_request_and_periodically() {
     send_json(&mut ws, json!({"type": "call_stats", "interval_ms": 200}));
     let first = next_event(&mut ws, 400, of_type("call_stats"));
     assert_eq!(first["mode"], "mixing");
+    // The server's end of this socket: TCP_NODELAY as the kernel reports it.
+    assert_eq!(first["tcp_nodelay"], true);
     let q1 = first["queued_ms"].as_u64().unwrap();
     assert!(q1 > 3_000 && q1 <= 5_000, "queued {q1} ms");
     // Periodic events follow, and the queue drains in real time between them.

@@ -95,16 +95,66 @@ pub enum RtpError {
     Codec(#[from] CodecError),
 }
 
-/// One packet's payload, stored inline so the jitter buffer never allocates.
+/// One packet's payload, stored inline so the jitter buffer never allocates. `N` is the
+/// largest payload of the codec: the buffer moves whole payloads, so G.711 legs (the many
+/// legs of a large room) keep 160-byte ones instead of Opus's 1,275.
 #[derive(Clone)]
-pub struct Payload {
+pub struct Payload<const N: usize> {
     len: usize,
-    data: [u8; MAX_PACKET_BYTES],
+    data: [u8; N],
 }
 
-impl Payload {
+impl<const N: usize> Payload<N> {
+    /// `bytes` must hold at most `N` bytes (checked by the caller against the codec).
+    fn new(bytes: &[u8]) -> Payload<N> {
+        let len = bytes.len().min(N);
+        let mut data = [0; N];
+        data[..len].copy_from_slice(&bytes[..len]);
+        Payload { len, data }
+    }
+
     fn bytes(&self) -> &[u8] {
         &self.data[..self.len]
+    }
+}
+
+/// A G.711 payload: one 20 ms frame at 8 kHz, one byte a sample.
+const G711_PAYLOAD_BYTES: usize = 160;
+
+/// The jitter buffer, sized for the codec's payloads.
+enum Jitter {
+    G711(JitterBuffer<Payload<G711_PAYLOAD_BYTES>>),
+    Opus(JitterBuffer<Payload<MAX_PACKET_BYTES>>),
+}
+
+impl Jitter {
+    fn new(codec: RtpCodec, config: JitterConfig) -> Jitter {
+        match codec {
+            RtpCodec::Pcmu | RtpCodec::Pcma => Jitter::G711(JitterBuffer::new(config)),
+            RtpCodec::Opus48 | RtpCodec::Opus16 => Jitter::Opus(JitterBuffer::new(config)),
+        }
+    }
+
+    fn push(&mut self, seq: u16, bytes: &[u8]) {
+        match self {
+            Jitter::G711(j) => j.push(seq, Payload::new(bytes)),
+            Jitter::Opus(j) => j.push(seq, Payload::new(bytes)),
+        };
+    }
+
+    /// Pops the packet due now and hands its bytes to `use_bytes`.
+    fn pop_with<R>(&mut self, use_bytes: impl FnOnce(&[u8]) -> R) -> Playout<R> {
+        fn map<T, R>(p: Playout<T>, f: impl FnOnce(T) -> R) -> Playout<R> {
+            match p {
+                Playout::Packet(p) => Playout::Packet(f(p)),
+                Playout::Lost => Playout::Lost,
+                Playout::Buffering => Playout::Buffering,
+            }
+        }
+        match self {
+            Jitter::G711(j) => map(j.pop(), |p| use_bytes(p.bytes())),
+            Jitter::Opus(j) => map(j.pop(), |p| use_bytes(p.bytes())),
+        }
     }
 }
 
@@ -172,7 +222,7 @@ impl DigitQueue {
 pub struct RtpReceiver {
     codec: RtpCodec,
     payload_type: u8,
-    jitter: JitterBuffer<Payload>,
+    jitter: Jitter,
     decoder: Decoder,
     concealer: Concealer,
     ssrc: Option<u32>,
@@ -195,7 +245,7 @@ impl RtpReceiver {
         Ok(RtpReceiver {
             payload_type: codec.payload_type(),
             codec,
-            jitter: JitterBuffer::new(JitterConfig::default()),
+            jitter: Jitter::new(codec, JitterConfig::default()),
             decoder,
             concealer: Concealer::new(rate, FrameCount::new(3)),
             ssrc: None,
@@ -247,9 +297,7 @@ impl RtpReceiver {
         }
         let payload = packet.payload();
         let fits = match self.codec {
-            RtpCodec::Pcmu | RtpCodec::Pcma => {
-                payload.len() == self.codec.pcm_rate().frame_samples()
-            }
+            RtpCodec::Pcmu | RtpCodec::Pcma => payload.len() == G711_PAYLOAD_BYTES,
             RtpCodec::Opus48 | RtpCodec::Opus16 => {
                 !payload.is_empty() && payload.len() <= MAX_PACKET_BYTES
             }
@@ -258,13 +306,8 @@ impl RtpReceiver {
             return Err(RtpError::PayloadSize(payload.len()));
         }
         self.check_source(&packet)?;
-        let mut stored = Payload {
-            len: payload.len(),
-            data: [0; MAX_PACKET_BYTES],
-        };
-        stored.data[..payload.len()].copy_from_slice(payload);
         self.jitter
-            .push(u16::from(packet.sequence_number()), stored);
+            .push(u16::from(packet.sequence_number()), payload);
         self.stats.packets += 1;
         Ok(())
     }
@@ -301,25 +344,20 @@ impl RtpReceiver {
 
     /// The frame for this tick: decoded, concealed or silent, at [`RtpCodec::pcm_rate`].
     pub fn next_frame(&mut self) -> &Frame {
-        match self.jitter.pop() {
-            Playout::Packet(p) => {
-                let decoded = match &mut self.decoder {
-                    Decoder::Pcmu => {
-                        g711::ulaw::decode(p.bytes(), self.frame.samples_mut()).map(|_| ())
-                    }
-                    Decoder::Pcma => {
-                        g711::alaw::decode(p.bytes(), self.frame.samples_mut()).map(|_| ())
-                    }
-                    Decoder::Opus(d) => d.decode(p.bytes(), &mut self.frame).map(|_| ()),
-                };
-                match decoded {
-                    Ok(()) => {
-                        self.concealer.good(&mut self.frame);
-                        self.stats.decoded += 1;
-                    }
-                    Err(_) => self.conceal(),
+        let (decoder, frame) = (&mut self.decoder, &mut self.frame);
+        let popped = self.jitter.pop_with(|bytes| match decoder {
+            Decoder::Pcmu => g711::ulaw::decode(bytes, frame.samples_mut()).map(|_| ()),
+            Decoder::Pcma => g711::alaw::decode(bytes, frame.samples_mut()).map(|_| ()),
+            Decoder::Opus(d) => d.decode(bytes, frame).map(|_| ()),
+        });
+        match popped {
+            Playout::Packet(decoded) => match decoded {
+                Ok(()) => {
+                    self.concealer.good(&mut self.frame);
+                    self.stats.decoded += 1;
                 }
-            }
+                Err(_) => self.conceal(),
+            },
             Playout::Lost => self.conceal(),
             Playout::Buffering => {
                 self.frame.samples_mut().fill(0);

@@ -3,6 +3,7 @@
 use chamade_media::SampleRate;
 use chamade_media::mixer::MixMode;
 
+use super::endpoint::Endpoint;
 use super::media::{ParticipantMedia, RoomMedia, SharedLane};
 use crate::ids::{ParticipantId, RoomId};
 
@@ -42,6 +43,15 @@ pub enum ShardCommand {
         /// The participant to remove.
         participant: ParticipantId,
     },
+    /// Run a participant's network I/O on the shard, around every mix (see
+    /// [`Endpoint`]). Its participant must be seated in `room` already or by a command
+    /// queued before this one; an endpoint for an unknown room is refused.
+    AddEndpoint {
+        /// The room its participant sits in.
+        room: RoomId,
+        /// The endpoint; it leaves the shard when it returns [`Step::Done`](super::Step).
+        endpoint: Box<dyn Endpoint>,
+    },
     /// Change how a participant takes part (mute = `ListenOnly`, deafen = `SendOnly`).
     SetMode {
         /// The room it is in.
@@ -61,7 +71,8 @@ impl ShardCommand {
             | ShardCommand::RemoveRoom { room }
             | ShardCommand::AddParticipant { room, .. }
             | ShardCommand::RemoveParticipant { room, .. }
-            | ShardCommand::SetMode { room, .. } => *room,
+            | ShardCommand::SetMode { room, .. }
+            | ShardCommand::AddEndpoint { room, .. } => *room,
         }
     }
 }
@@ -144,6 +155,8 @@ pub enum Disposed {
     },
     /// A room's shared lane for a rate nobody in the room reads any more.
     Lane(Box<SharedLane>),
+    /// An endpoint that finished, or whose room went away; dropping it closes its sockets.
+    Endpoint(Box<dyn Endpoint>),
     /// A command that could not be applied, with the reason.
     Rejected {
         /// Why.

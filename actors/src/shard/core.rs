@@ -13,6 +13,7 @@ use chamade_media::ring::PcmProducer;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use super::command::{Disposed, Rejection, ShardCommand};
+use super::endpoint::Endpoints;
 use super::media::{Member, ParticipantMedia, RoomMedia, SharedLane, listens, talks};
 use super::stats::{ParticipantStats, ShardStats};
 use crate::ids::{ParticipantId, RoomId};
@@ -20,6 +21,9 @@ use crate::ids::{ParticipantId, RoomId};
 /// Rooms a shard reserves its room table for; past this, adding a room may grow the table
 /// (one amortised allocation on the shard thread).
 pub const DEFAULT_ROOM_CAPACITY: usize = 1_024;
+
+/// Endpoints a shard reserves its table for; past this, adding one may grow the table.
+const DEFAULT_ENDPOINT_CAPACITY: usize = 1_024;
 
 /// A bounded disposal channel for [`ShardCore::new`]: the shard never blocks on it (when it
 /// is full the shard drops the item itself and counts a disposal overflow).
@@ -64,6 +68,8 @@ impl Disposer {
 pub struct ShardCore {
     rooms: HashMap<RoomId, Box<RoomMedia>>,
     participants: usize,
+    /// Participants whose I/O runs around the mix (RTP and SIP legs).
+    endpoints: Endpoints,
     disposer: Disposer,
     /// Ticks run so far; the tick in progress is `tick + 1`.
     tick: u64,
@@ -81,6 +87,7 @@ impl ShardCore {
         ShardCore {
             rooms: HashMap::with_capacity(rooms),
             participants: 0,
+            endpoints: Endpoints::with_capacity(DEFAULT_ENDPOINT_CAPACITY),
             disposer: Disposer {
                 stats: Arc::new(ShardStats::default()),
                 tx: disposal,
@@ -221,25 +228,52 @@ impl ShardCore {
                     );
                 }
             }
+            ShardCommand::AddEndpoint { room, endpoint } => {
+                if self.rooms.contains_key(&room) {
+                    self.endpoints.add(endpoint);
+                } else {
+                    d.reject(
+                        Rejection::UnknownRoom(room),
+                        ShardCommand::AddEndpoint { room, endpoint },
+                    );
+                }
+            }
         }
         d.stats.set_population(self.rooms.len(), self.participants);
     }
 
     /// Runs one 20 ms tick over every room that has participants.
+    ///
+    /// Endpoints run around the mix: every endpoint's `before_mix` (its input for this
+    /// tick), then the rooms, then every endpoint's `after_mix` (the frame just mixed).
     pub fn tick(&mut self) {
         let now = self.tick + 1;
         self.tick = now;
+        let disposer = &self.disposer;
+        let dispose = |e| disposer.dispose(Disposed::Endpoint(e));
+        self.endpoints.receive();
+        self.endpoints
+            .run(|e, watched| e.before_mix(watched), dispose);
         let stats = &*self.disposer.stats;
         for room in self.rooms.values_mut() {
             if !room.is_empty() {
                 tick_room(room, now, stats);
             }
         }
+        self.endpoints.run(|e, _| e.after_mix(), dispose);
         stats.tick_done();
     }
 
-    /// Hands every room to the disposal channel, as when the shard stops.
+    /// Endpoints running on this shard.
+    pub fn endpoints(&self) -> usize {
+        self.endpoints.len()
+    }
+
+    /// Hands every room and endpoint to the disposal channel, as when the shard stops.
     pub fn shutdown(&mut self) {
+        let disposer = &self.disposer;
+        self.endpoints
+            .drain(|e| disposer.dispose(Disposed::Endpoint(e)));
         for (room, media) in self.rooms.drain() {
             self.disposer.dispose(Disposed::Room { room, media });
         }

@@ -149,7 +149,45 @@ impl ParticipantMedia {
         mode: MixMode,
         output_ms: u64,
     ) -> Result<(ParticipantMedia, LegEnds), ResampleError> {
-        let (producer, input) = pcm_ring(RingConfig::playout(rate_in));
+        Self::with_rings(
+            room_rate,
+            rate_in,
+            rate_out,
+            mode,
+            RingConfig::playout(rate_in),
+            output_ms,
+        )
+    }
+
+    /// For a leg that writes exactly one frame per tick, just before the mix (an
+    /// [`Endpoint`](super::Endpoint)): rings of `ring_ms` both ways instead of an agent's
+    /// long playout ring, which such a leg never fills and whose pages would only be
+    /// touched, one by one, as it wraps.
+    pub fn paced(
+        room_rate: SampleRate,
+        rate: SampleRate,
+        mode: MixMode,
+        ring_ms: u64,
+    ) -> Result<(ParticipantMedia, LegEnds), ResampleError> {
+        Self::with_rings(
+            room_rate,
+            rate,
+            rate,
+            mode,
+            RingConfig::with_capacity_ms(rate, ring_ms),
+            ring_ms,
+        )
+    }
+
+    fn with_rings(
+        room_rate: SampleRate,
+        rate_in: SampleRate,
+        rate_out: SampleRate,
+        mode: MixMode,
+        input_ring: RingConfig,
+        output_ms: u64,
+    ) -> Result<(ParticipantMedia, LegEnds), ResampleError> {
+        let (producer, input) = pcm_ring(input_ring);
         let in_resampler = Resampler::new(rate_in, room_rate)?;
         let (output, reader) = if listens(mode) {
             let (ring, reader) = pcm_ring(RingConfig::with_capacity_ms(rate_out, output_ms));

@@ -15,7 +15,9 @@
 //! ```text
 //! wake at the grid deadline; count ticks missed by a whole period; run at most 5
 //! per due tick:
-//!   drain commands (try_recv until empty): add/remove room or participant, set mode
+//!   drain commands (try_recv until empty): add/remove room or participant, set mode,
+//!                                          add endpoint
+//!   for each endpoint (an RTP or SIP leg): before_mix — read its socket, push one frame
 //!   for each room with participants:
 //!     for each participant:
 //!       flush its input ring if its leg asked (barge-in)
@@ -29,6 +31,8 @@
 //!       Shared              → the room's lane for its rate, resampled once per tick
 //!                             (a silent mix after a flushed lane costs a fill)
 //!       push the whole frame to its output ring, or count an output overrun if full
+//!   for each endpoint: after_mix — pull the frame just mixed, send it
+//!   endpoints that are done go to disposal
 //!   record the tick's duration in the histogram
 //! ```
 //!
@@ -41,6 +45,7 @@
 mod clock;
 mod command;
 mod core;
+mod endpoint;
 mod media;
 mod stats;
 mod thread;
@@ -50,6 +55,7 @@ pub use command::{Disposed, Rejection, ShardCommand};
 pub use core::{DEFAULT_ROOM_CAPACITY, ShardCore, disposal_channel};
 /// The channel ends the shard API speaks (commands in, disposals out).
 pub use crossbeam_channel::{Receiver, Sender};
+pub use endpoint::{Endpoint, Step};
 pub use media::{LegEnds, OUTPUT_RING_MS, ParticipantMedia, RoomMedia, SharedLane};
 pub use stats::{
     ParticipantSnapshot, ParticipantStats, RoomSnapshot, RoomStats, ShardSnapshot, ShardStats,

@@ -508,3 +508,183 @@ fn flush_request_drops_queued_input_at_the_next_tick() {
     ticks(&mut core, 2);
     assert_eq!(agent.stats.snapshot().frames_in, 7);
 }
+
+/// What a test endpoint saw, shared with the test.
+#[derive(Default)]
+struct Seen {
+    /// Each call in order: 'r' for a datagram read, 'b' before the mix (upper case when
+    /// the shard watched the socket), 'a' after it.
+    calls: std::sync::Mutex<String>,
+    /// The first sample of every frame pulled after a mix.
+    heard: std::sync::Mutex<Vec<i16>>,
+}
+
+/// An endpoint over a real UDP socket: each datagram's first byte becomes one frame of
+/// that sample value; after the mix it pulls the frame and records it. Done after
+/// `ticks` ticks.
+struct TestEndpoint {
+    socket: std::net::UdpSocket,
+    ends: LegEnds,
+    seen: std::sync::Arc<Seen>,
+    pending: Vec<i16>,
+    ticks: usize,
+}
+
+impl TestEndpoint {
+    fn log(&self, c: char) {
+        self.seen.calls.lock().unwrap().push(c);
+    }
+}
+
+impl Endpoint for TestEndpoint {
+    fn readiness(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        Some(self.socket.as_fd())
+    }
+
+    fn on_readable(&mut self) -> bool {
+        let mut buf = [0u8; 16];
+        match self.socket.recv(&mut buf) {
+            Ok(n) if n > 0 => {
+                self.log('r');
+                self.pending.push(i16::from(buf[0]));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn before_mix(&mut self, watched: bool) -> Step {
+        self.log(if watched { 'B' } else { 'b' });
+        if self.ticks == 0 {
+            return Step::Done;
+        }
+        self.ticks -= 1;
+        let value = if self.pending.is_empty() {
+            0
+        } else {
+            self.pending.remove(0)
+        };
+        let frame = vec![value; self.ends.input.rate().frame_samples()];
+        self.ends.input.push_samples(&frame);
+        Step::Continue
+    }
+
+    fn after_mix(&mut self) -> Step {
+        self.log('a');
+        if let Some(out) = self.ends.output.as_mut() {
+            let mut frame = vec![0i16; out.rate().frame_samples()];
+            if out.pull_frame(&mut frame) == Pull::Frame {
+                self.seen.heard.lock().unwrap().push(frame[0]);
+            }
+        }
+        Step::Continue
+    }
+}
+
+fn udp_pair() -> (std::net::UdpSocket, std::net::UdpSocket) {
+    let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    a.connect(b.local_addr().unwrap()).unwrap();
+    b.connect(a.local_addr().unwrap()).unwrap();
+    a.set_nonblocking(true).unwrap();
+    (a, b)
+}
+
+fn paced_endpoint(
+    core: &mut ShardCore,
+    id: u64,
+    ticks: usize,
+) -> (std::sync::Arc<Seen>, std::net::UdpSocket) {
+    let (media, ends) = ParticipantMedia::paced(R16, R16, MixMode::Full, 100).unwrap();
+    core.apply(ShardCommand::AddParticipant {
+        room: ROOM,
+        participant: ParticipantId(id),
+        media: Box::new(media),
+    });
+    let (socket, remote) = udp_pair();
+    let seen = std::sync::Arc::new(Seen::default());
+    core.apply(ShardCommand::AddEndpoint {
+        room: ROOM,
+        endpoint: Box::new(TestEndpoint {
+            socket,
+            ends,
+            seen: std::sync::Arc::clone(&seen),
+            pending: Vec::new(),
+            ticks,
+        }),
+    });
+    (seen, remote)
+}
+
+#[test]
+fn an_endpoint_reads_what_arrived_pushes_before_the_mix_and_hears_it_after() {
+    let (mut core, rx) = shard();
+    add_room(&mut core, ROOM, R16, 4);
+    let (a_seen, a_remote) = paced_endpoint(&mut core, 1, 3);
+    let (b_seen, _b_remote) = paced_endpoint(&mut core, 2, 3);
+    assert_eq!(core.endpoints(), 2);
+
+    // Three datagrams wait for A before the first tick: all three are read in that tick
+    // (one per epoll round), and each is mixed on its own tick.
+    for value in [10u8, 20, 30] {
+        a_remote.send(&[value]).unwrap();
+    }
+    // Loopback delivery is synchronous, but give the kernel a moment all the same.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    core.tick();
+    core.tick();
+    core.tick();
+    // B hears A's frames in the tick they were pushed, in order; A hears nobody.
+    assert_eq!(*b_seen.heard.lock().unwrap(), vec![10, 20, 30]);
+    assert_eq!(*a_seen.heard.lock().unwrap(), vec![0, 0, 0]);
+    assert_eq!(*a_seen.calls.lock().unwrap(), "rrrBaBaBa");
+    assert_eq!(*b_seen.calls.lock().unwrap(), "BaBaBa");
+
+    // The fourth tick: both are done before the mix and go to disposal.
+    core.tick();
+    assert_eq!(core.endpoints(), 0);
+    let gone = disposed(&rx)
+        .into_iter()
+        .filter(|d| matches!(d, Disposed::Endpoint(_)))
+        .count();
+    assert_eq!(gone, 2);
+    assert_eq!(*a_seen.calls.lock().unwrap(), "rrrBaBaBaB");
+}
+
+#[test]
+fn an_endpoint_for_an_unknown_room_is_refused_and_a_stopping_shard_disposes_of_the_rest() {
+    let (mut core, rx) = shard();
+    add_room(&mut core, ROOM, R16, 4);
+    let (socket, _remote) = udp_pair();
+    let (_media, ends) = ParticipantMedia::paced(R16, R16, MixMode::Full, 100).unwrap();
+    core.apply(ShardCommand::AddEndpoint {
+        room: RoomId(99),
+        endpoint: Box::new(TestEndpoint {
+            socket,
+            ends,
+            seen: Default::default(),
+            pending: Vec::new(),
+            ticks: 10,
+        }),
+    });
+    assert_eq!(core.endpoints(), 0);
+    assert!(disposed(&rx).iter().any(|d| matches!(
+        d,
+        Disposed::Rejected {
+            reason: Rejection::UnknownRoom(RoomId(99)),
+            command: ShardCommand::AddEndpoint { .. }
+        }
+    )));
+
+    let (seen, _remote) = paced_endpoint(&mut core, 1, 10);
+    core.tick();
+    core.shutdown();
+    assert_eq!(core.endpoints(), 0);
+    assert!(
+        disposed(&rx)
+            .iter()
+            .any(|d| matches!(d, Disposed::Endpoint(_)))
+    );
+    assert_eq!(*seen.calls.lock().unwrap(), "Ba");
+}
