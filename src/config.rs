@@ -68,6 +68,20 @@ pub struct Config {
     pub rtp_port_max: Option<u16>,
     /// REGISTER expiry asked of trunks, in seconds; the binding is refreshed before it.
     pub sip_register_expiry_secs: u64,
+    /// The address WebRTC legs' UDP sockets bind to; unset means the API's IP (a server on
+    /// 0.0.0.0 binds every interface).
+    pub webrtc_bind_ip: Option<std::net::IpAddr>,
+    /// Public addresses announced in WebRTC host candidates instead of the local one, for a
+    /// server behind 1:1 NAT (a cloud VM's public IP).
+    pub webrtc_public_ips: Vec<std::net::IpAddr>,
+    /// Lowest UDP port for WebRTC legs (one port per browser or WHIP client); unset with
+    /// `webrtc_port_max` means any free port.
+    pub webrtc_port_min: Option<u16>,
+    /// Highest UDP port for WebRTC legs.
+    pub webrtc_port_max: Option<u16>,
+    /// STUN/TURN servers handed to browsers on the join page, as a JSON array of
+    /// `{"urls":[…],"username":…,"credential":…}` in the file or environment.
+    pub webrtc_ice_servers: Vec<chamade_actors::bridge::webrtc::IceServer>,
 }
 
 impl Default for Config {
@@ -96,6 +110,11 @@ impl Default for Config {
             sip_register_expiry_secs: 300,
             rtp_port_min: None,
             rtp_port_max: None,
+            webrtc_bind_ip: None,
+            webrtc_public_ips: Vec::new(),
+            webrtc_port_min: None,
+            webrtc_port_max: None,
+            webrtc_ice_servers: Vec::new(),
         }
     }
 }
@@ -163,6 +182,20 @@ impl Config {
         match (self.rtp_port_min, self.rtp_port_max) {
             (Some(lo), Some(hi)) if lo < hi => Some((lo, hi)),
             _ => None,
+        }
+    }
+
+    /// Where WebRTC legs listen and what they announce.
+    pub fn webrtc_settings(&self) -> chamade_actors::bridge::webrtc::WebRtcSettings {
+        let ports = match (self.webrtc_port_min, self.webrtc_port_max) {
+            (Some(lo), Some(hi)) if lo <= hi => Some((lo, hi)),
+            _ => None,
+        };
+        chamade_actors::bridge::webrtc::WebRtcSettings {
+            bind_ip: self.webrtc_bind_ip.unwrap_or_else(|| self.listen.ip()),
+            public_ips: self.webrtc_public_ips.clone(),
+            ports,
+            ice_servers: self.webrtc_ice_servers.clone(),
         }
     }
 

@@ -65,6 +65,8 @@ pub fn build(listener: TcpListener, state: AppState, workers: usize) -> Result<S
             .map_err(|e| StartError::Media(e.to_string()))?,
     );
     let rtp_legs = web::Data::new(crate::api::rtp::RtpLegs::default());
+    let webrtc_legs = web::Data::new(crate::api::webrtc::WebRtcLegs::default());
+    let join_tokens = web::Data::new(crate::api::webrtc::JoinTokens::default());
     let sip = web::Data::new(crate::sip::SipService::start(
         state.clone(),
         registry.get_ref().clone(),
@@ -85,6 +87,8 @@ pub fn build(listener: TcpListener, state: AppState, workers: usize) -> Result<S
             .app_data(registry.clone())
             .app_data(media.clone())
             .app_data(rtp_legs.clone())
+            .app_data(webrtc_legs.clone())
+            .app_data(join_tokens.clone())
             .app_data(sip.clone())
             .app_data(api::json_config())
             .app_data(api::path_config())
@@ -101,6 +105,19 @@ pub fn build(listener: TcpListener, state: AppState, workers: usize) -> Result<S
                     web::get().to(crate::ws::stream),
                 )
                 .route("/metrics", web::get().to(crate::metrics::metrics))
+                .route(
+                    "/join/assets/{file}",
+                    web::get().to(crate::api::webrtc::asset),
+                )
+                .route("/join/{token}", web::get().to(crate::api::webrtc::page))
+                .route(
+                    "/join/{token}/info",
+                    web::get().to(crate::api::webrtc::info),
+                )
+                .route(
+                    "/join/{token}/ws",
+                    web::get().to(crate::api::webrtc::events),
+                )
             })
             .configure(api::routes)
             .split_for_parts();

@@ -102,6 +102,11 @@ pub struct CallInfo {
     pub created_at: String,
     /// RFC 3339, or null while the call is live.
     pub ended_at: Option<String>,
+    /// Extension for `web` calls, in the creation answer only: the page where people join
+    /// the call from a browser. Its token admits to this call alone; it is not stored in
+    /// clear, so it is shown once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub join_url: Option<String>,
 }
 
 fn capabilities(platform: &str) -> Vec<&'static str> {
@@ -171,6 +176,7 @@ fn info(base: &str, row: &CallRow, live: Option<CallState>) -> CallInfo {
         caller: row.caller.clone(),
         created_at: rfc3339(row.created_at),
         ended_at: row.ended_at.map(rfc3339),
+        join_url: None,
     }
 }
 
@@ -351,7 +357,15 @@ pub async fn create(
         }
     };
     tracing::info!(call_id = %row.id, platform = %row.platform, "call created");
-    Ok(web::Json(info(&base_url(&state, &req), &row, Some(now))))
+    let base = base_url(&state, &req);
+    let mut created = info(&base, &row, Some(now));
+    if row.platform == "web"
+        && let Some(tokens) = req.app_data::<web::Data<crate::api::webrtc::JoinTokens>>()
+    {
+        let token = tokens.issue(&row.id, &caller.user_id, &row.agent_name);
+        created.join_url = Some(format!("{base}/join/{token}"));
+    }
+    Ok(web::Json(created))
 }
 
 /// What a new call is.

@@ -11,6 +11,7 @@ pub mod rtp;
 pub mod session;
 pub mod sip;
 pub mod voice;
+pub mod webrtc;
 
 use actix_web::{HttpRequest, HttpResponse, error::JsonPayloadError, web};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -50,6 +51,10 @@ pub fn routes(cfg: &mut ServiceConfig) {
             .service(calls::dtmf)
             .service(rtp::add)
             .service(rtp::remove)
+            .service(webrtc::whip)
+            .service(webrtc::whep)
+            .service(webrtc::whip_leave)
+            .service(webrtc::whep_leave)
             .service(keys::list)
             .service(keys::create)
             .service(keys::delete)

@@ -11,6 +11,7 @@ pub mod protocol;
 mod session;
 
 pub use session::stream;
+pub(crate) use session::{Forwarder, StopForwarder};
 
 /// Largest binary or text frame the spec allows (1 MB, ~11 s of 48 kHz PCM).
 pub const MAX_FRAME_BYTES: usize = 1 << 20;

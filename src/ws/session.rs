@@ -43,7 +43,7 @@ const DEAD_AFTER: Duration = Duration::from_secs(45);
 const MAX_OUTPUT_BACKLOG_MS: u64 = 200;
 
 /// Forwards a room's events into the session's queue.
-struct Forwarder(mpsc::Sender<RoomEvent>);
+pub(crate) struct Forwarder(pub(crate) mpsc::Sender<RoomEvent>);
 
 impl Actor for Forwarder {
     type Context = Context<Self>;
@@ -270,7 +270,7 @@ async fn run(
 
 #[derive(Message)]
 #[rtype(result = "()")]
-struct StopForwarder;
+pub(crate) struct StopForwarder;
 
 impl Handler<StopForwarder> for Forwarder {
     type Result = ();

@@ -17,3 +17,4 @@ mod sip_dead_call;
 mod sip_malformed;
 mod sip_peers;
 mod stream_ws;
+mod webrtc_api;

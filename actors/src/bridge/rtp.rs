@@ -105,15 +105,17 @@ pub struct Payload<const N: usize> {
 }
 
 impl<const N: usize> Payload<N> {
-    /// `bytes` must hold at most `N` bytes (checked by the caller against the codec).
-    fn new(bytes: &[u8]) -> Payload<N> {
+    /// Copies `bytes` in; anything past `N` bytes is cut (callers check the codec's limit
+    /// first and refuse such packets).
+    pub fn new(bytes: &[u8]) -> Payload<N> {
         let len = bytes.len().min(N);
         let mut data = [0; N];
         data[..len].copy_from_slice(&bytes[..len]);
         Payload { len, data }
     }
 
-    fn bytes(&self) -> &[u8] {
+    /// The payload as stored.
+    pub fn bytes(&self) -> &[u8] {
         &self.data[..self.len]
     }
 }
@@ -218,6 +220,19 @@ impl DigitQueue {
     }
 }
 
+/// The header fields a receiver reads, for packets parsed elsewhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PacketHeader {
+    /// The RTP payload type.
+    pub payload_type: u8,
+    /// The sequence number.
+    pub sequence: u16,
+    /// The media timestamp.
+    pub timestamp: u32,
+    /// The synchronisation source.
+    pub ssrc: u32,
+}
+
 /// The receiving half of a plain RTP leg.
 pub struct RtpReceiver {
     codec: RtpCodec,
@@ -287,15 +302,35 @@ impl RtpReceiver {
         result
     }
 
+    /// Takes one packet another stack has already parsed and decrypted (a WebRTC track
+    /// hands over header fields and payload, not a datagram), under the same rules as
+    /// [`RtpReceiver::on_datagram`].
+    pub fn on_packet(&mut self, header: PacketHeader, payload: &[u8]) -> Result<(), RtpError> {
+        let result = self.accept_parts(header, payload);
+        if result.is_err() {
+            self.stats.refused += 1;
+        }
+        result
+    }
+
     fn accept(&mut self, datagram: &[u8]) -> Result<(), RtpError> {
         let packet = RtpReader::new(datagram).map_err(|e| RtpError::Malformed(format!("{e:?}")))?;
-        if packet.payload_type() != self.payload_type {
-            if Some(packet.payload_type()) == self.dtmf_payload_type {
-                return self.accept_event(&packet);
+        let header = PacketHeader {
+            payload_type: packet.payload_type(),
+            sequence: u16::from(packet.sequence_number()),
+            timestamp: packet.timestamp(),
+            ssrc: packet.ssrc(),
+        };
+        self.accept_parts(header, packet.payload())
+    }
+
+    fn accept_parts(&mut self, header: PacketHeader, payload: &[u8]) -> Result<(), RtpError> {
+        if header.payload_type != self.payload_type {
+            if Some(header.payload_type) == self.dtmf_payload_type {
+                return self.accept_event(header, payload);
             }
-            return Err(RtpError::PayloadType(packet.payload_type()));
+            return Err(RtpError::PayloadType(header.payload_type));
         }
-        let payload = packet.payload();
         let fits = match self.codec {
             RtpCodec::Pcmu | RtpCodec::Pcma => payload.len() == G711_PAYLOAD_BYTES,
             RtpCodec::Opus48 | RtpCodec::Opus16 => {
@@ -305,37 +340,32 @@ impl RtpReceiver {
         if !fits {
             return Err(RtpError::PayloadSize(payload.len()));
         }
-        self.check_source(&packet)?;
-        self.jitter
-            .push(u16::from(packet.sequence_number()), payload);
+        self.check_source(header.ssrc)?;
+        self.jitter.push(header.sequence, payload);
         self.stats.packets += 1;
         Ok(())
     }
 
     /// Telephone-events come from the same source as the audio (RFC 4733 §2.1), so a
     /// foreign stream cannot inject keypresses either.
-    fn accept_event(&mut self, packet: &RtpReader<'_>) -> Result<(), RtpError> {
-        let payload = packet.payload();
+    fn accept_event(&mut self, header: PacketHeader, payload: &[u8]) -> Result<(), RtpError> {
         if payload.len() < EVENT_PAYLOAD_BYTES {
             return Err(RtpError::PayloadSize(payload.len()));
         }
-        self.check_source(packet)?;
+        self.check_source(header.ssrc)?;
         self.stats.events += 1;
-        if let Some(digit) = self.dtmf.on_event(packet.timestamp(), payload) {
+        if let Some(digit) = self.dtmf.on_event(header.timestamp, payload) {
             self.digits.push(digit);
         }
         Ok(())
     }
 
     /// Locks in the first packet's SSRC and refuses any other.
-    fn check_source(&mut self, packet: &RtpReader<'_>) -> Result<(), RtpError> {
+    fn check_source(&mut self, ssrc: u32) -> Result<(), RtpError> {
         match self.ssrc {
-            None => self.ssrc = Some(packet.ssrc()),
-            Some(ssrc) if ssrc != packet.ssrc() => {
-                return Err(RtpError::Malformed(format!(
-                    "unexpected SSRC {:#x}",
-                    packet.ssrc()
-                )));
+            None => self.ssrc = Some(ssrc),
+            Some(locked) if locked != ssrc => {
+                return Err(RtpError::Malformed(format!("unexpected SSRC {ssrc:#x}")));
             }
             Some(_) => {}
         }

@@ -2,6 +2,7 @@
 
 pub mod pg;
 pub mod sip_peers;
+pub mod whip;
 pub mod ws;
 
 use std::net::TcpListener;

@@ -73,7 +73,10 @@ fn our_offer_parses_back() {
     let (_, n) = answer(&back, &local()).unwrap();
     assert_eq!(n.codec, RtpCodec::Pcmu);
     assert_eq!(n.dtmf_payload_type, Some(101));
-    assert_eq!(n.remote, "203.0.113.7:40000".parse().unwrap());
+    assert_eq!(
+        n.remote,
+        "203.0.113.7:40000".parse::<std::net::SocketAddr>().unwrap()
+    );
 }
 
 #[test]
@@ -94,7 +97,9 @@ fn baresip_offer_is_answered_with_pcmu_and_telephone_events() {
             codec: RtpCodec::Pcmu,
             payload_type: 0,
             dtmf_payload_type: Some(101),
-            remote: "192.168.1.20:10010".parse().unwrap(),
+            remote: "192.168.1.20:10010"
+                .parse::<std::net::SocketAddr>()
+                .unwrap(),
             ptime_ms: 20,
         }
     );
@@ -120,7 +125,10 @@ fn baresip_offer_is_answered_with_pcmu_and_telephone_events() {
     assert_eq!(seen.codec, RtpCodec::Pcmu);
     assert_eq!(seen.payload_type, 0);
     assert_eq!(seen.dtmf_payload_type, Some(101));
-    assert_eq!(seen.remote, "203.0.113.7:40000".parse().unwrap());
+    assert_eq!(
+        seen.remote,
+        "203.0.113.7:40000".parse::<std::net::SocketAddr>().unwrap()
+    );
 }
 
 #[test]
@@ -222,7 +230,10 @@ m=audio 5008 RTP/SAVP 0
 ",
     )
     .unwrap();
-    assert_eq!(n.remote, "10.0.0.1:5004".parse().unwrap());
+    assert_eq!(
+        n.remote,
+        "10.0.0.1:5004".parse::<std::net::SocketAddr>().unwrap()
+    );
     let back = parse(text.as_bytes()).unwrap();
     let m: Vec<_> = back.media_descriptions.iter().collect();
     assert_eq!(m.len(), 3, "{text}");
@@ -274,7 +285,10 @@ c=IN IP4 10.0.0.2
 ",
     )
     .unwrap();
-    assert_eq!(n.remote, "10.0.0.2:5004".parse().unwrap());
+    assert_eq!(
+        n.remote,
+        "10.0.0.2:5004".parse::<std::net::SocketAddr>().unwrap()
+    );
     let (_, n) = answer_text(
         "v=0
 o=- 1 1 IN IP6 ::1
@@ -285,7 +299,12 @@ c=IN IP6 2001:db8::5
 ",
     )
     .unwrap();
-    assert_eq!(n.remote, "[2001:db8::5]:5004".parse().unwrap());
+    assert_eq!(
+        n.remote,
+        "[2001:db8::5]:5004"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+    );
 }
 
 #[test]
@@ -383,7 +402,7 @@ a=ptime:20
             codec: RtpCodec::Pcma,
             payload_type: 8,
             dtmf_payload_type: Some(101),
-            remote: "10.0.0.9:6000".parse().unwrap(),
+            remote: "10.0.0.9:6000".parse::<std::net::SocketAddr>().unwrap(),
             ptime_ms: 20,
         }
     );

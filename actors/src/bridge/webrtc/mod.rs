@@ -1,0 +1,222 @@
+//! WebRTC legs: a browser, or any WebRTC client arriving over WHIP, as a participant of a
+//! mixer room. Opus at 48 kHz both ways, ICE with host candidates, DTLS-SRTP.
+//!
+//! The peer connection itself (ICE, DTLS, SRTP, RTCP) runs on webrtc-rs's async driver; the
+//! audio does not. Received RTP is copied, undecoded, into a bounded channel, and the leg's
+//! [`WebRtcEndpoint`] runs on the room's mixer shard like a plain RTP leg: on every tick it
+//! drains that channel into its jitter buffer, decodes one frame for the mix, then encodes
+//! the frame just mixed and hands the packet to a writer task. Decoding and encoding thus
+//! happen on the tick grid, on the shard's core, with no timer of the leg's own; the async
+//! side only moves packets it never looks into.
+
+mod peer;
+
+pub use peer::{
+    AnswerError, Direction, IceServer, Negotiated, PeerEnd, PeerHandle, WebRtcSettings, answer,
+};
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use chamade_media::opus::{MAX_PACKET_BYTES, OpusConfig, OpusEncoder};
+use chamade_media::ring::Pull;
+use chamade_media::{Frame, SampleRate};
+use crossbeam_channel::{Receiver, TryRecvError};
+use tokio::sync::mpsc;
+
+use crate::bridge::rtp::{PacketHeader, Payload, RtpCodec, RtpError, RtpReceiver};
+use crate::shard::{Endpoint, LegEnds, Step};
+
+/// One received packet on its way from the async side to the shard.
+pub struct Inbound {
+    /// Its header fields.
+    pub header: PacketHeader,
+    /// Its Opus payload.
+    pub payload: Payload<MAX_PACKET_BYTES>,
+}
+
+/// One encoded frame on its way from the shard to the writer task.
+pub struct Outbound {
+    /// Sequence number.
+    pub sequence: u16,
+    /// RTP timestamp (48 kHz units).
+    pub timestamp: u32,
+    /// First packet of the stream (marker bit).
+    pub marker: bool,
+    /// The Opus payload.
+    pub payload: Payload<MAX_PACKET_BYTES>,
+}
+
+/// Packets received before the shard takes them: 16 ticks' worth. A peer flooding the
+/// channel loses its newest packets, never the shard's time.
+pub const INBOUND_PACKETS: usize = 16;
+/// Encoded packets waiting for the writer task; the shard drops a packet rather than wait.
+pub const OUTBOUND_PACKETS: usize = 8;
+/// Frames kept in the output ring before the oldest are dropped (as for RTP legs).
+const OUTPUT_TRIM_FRAMES: usize = 2;
+
+/// A WebRTC leg's counters, shared with its owner (and its `call_stats`).
+#[derive(Debug, Default)]
+pub struct WebRtcCounters {
+    /// RTP packets received from the peer.
+    pub rtp_in: AtomicU64,
+    /// RTP packets the receiver refused (wrong payload type, empty, another source).
+    pub refused: AtomicU64,
+    /// Received packets dropped because the shard was behind.
+    pub dropped_in: AtomicU64,
+    /// RTP packets handed to the writer.
+    pub rtp_out: AtomicU64,
+    /// Encoded packets dropped because the writer was behind.
+    pub dropped_out: AtomicU64,
+    /// Frames decoded from a packet.
+    pub decoded: AtomicU64,
+    /// Frames concealed (lost or late packets).
+    pub concealed: AtomicU64,
+}
+
+/// The part of a WebRTC leg that runs on the mixer shard.
+pub struct WebRtcEndpoint {
+    inbound: Receiver<Inbound>,
+    outbound: mpsc::Sender<Outbound>,
+    receiver: RtpReceiver,
+    encoder: OpusEncoder,
+    ends: LegEnds,
+    out: Frame,
+    payload: [u8; MAX_PACKET_BYTES],
+    sequence: u16,
+    timestamp: u32,
+    first: bool,
+    stop: Arc<AtomicBool>,
+    counters: Arc<WebRtcCounters>,
+    label: String,
+}
+
+/// What a [`WebRtcEndpoint`] is built from; see [`WebRtcEndpoint::new`].
+pub struct EndpointParts {
+    /// Received packets, from [`Negotiated`].
+    pub inbound: Receiver<Inbound>,
+    /// Where encoded packets go, from [`Negotiated`].
+    pub outbound: mpsc::Sender<Outbound>,
+    /// The payload type the peer sends Opus under.
+    pub receive_payload_type: u8,
+    /// The participant's ring ends (48 kHz both ways).
+    pub ends: LegEnds,
+    /// Set by the owner to take the leg off the shard.
+    pub stop: Arc<AtomicBool>,
+    /// Shared counters.
+    pub counters: Arc<WebRtcCounters>,
+    /// For logs.
+    pub label: String,
+    /// Random first sequence number and timestamp (RFC 3550 §5.1).
+    pub first_sequence: u16,
+    /// See `first_sequence`.
+    pub first_timestamp: u32,
+}
+
+impl WebRtcEndpoint {
+    /// Builds the shard side of a negotiated leg. Fails only if libopus cannot make a
+    /// codec.
+    pub fn new(parts: EndpointParts) -> Result<WebRtcEndpoint, RtpError> {
+        let mut receiver = RtpReceiver::new(RtpCodec::Opus48)?;
+        receiver.set_payload_type(parts.receive_payload_type);
+        let encoder = OpusEncoder::new(SampleRate::HZ_48000, OpusConfig::default())?;
+        Ok(WebRtcEndpoint {
+            inbound: parts.inbound,
+            outbound: parts.outbound,
+            receiver,
+            encoder,
+            ends: parts.ends,
+            out: Frame::silence(SampleRate::HZ_48000),
+            payload: [0; MAX_PACKET_BYTES],
+            sequence: parts.first_sequence,
+            timestamp: parts.first_timestamp,
+            first: true,
+            stop: parts.stop,
+            counters: parts.counters,
+            label: parts.label,
+        })
+    }
+
+    fn drain_inbound(&mut self) {
+        loop {
+            match self.inbound.try_recv() {
+                Ok(packet) => {
+                    self.counters.rtp_in.fetch_add(1, Ordering::Relaxed);
+                    if self
+                        .receiver
+                        .on_packet(packet.header, packet.payload.bytes())
+                        .is_err()
+                    {
+                        self.counters.refused.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
+            }
+        }
+    }
+}
+
+impl Endpoint for WebRtcEndpoint {
+    fn before_mix(&mut self, _watched: bool) -> Step {
+        if self.stop.load(Ordering::Acquire) {
+            return Step::Done;
+        }
+        self.drain_inbound();
+        let before = self.receiver.stats();
+        let frame = self.receiver.next_frame();
+        self.ends.input.push_samples(frame.samples());
+        let after = self.receiver.stats();
+        self.counters
+            .decoded
+            .fetch_add(after.decoded - before.decoded, Ordering::Relaxed);
+        self.counters
+            .concealed
+            .fetch_add(after.concealed - before.concealed, Ordering::Relaxed);
+        Step::Continue
+    }
+
+    fn after_mix(&mut self) -> Step {
+        let frame = self.out.samples().len();
+        let have_frame = match self.ends.output.as_mut() {
+            Some(output) => {
+                output.trim_to(frame * OUTPUT_TRIM_FRAMES);
+                output.queued_samples() >= frame
+                    && output.pull_frame(self.out.samples_mut()) == Pull::Frame
+            }
+            None => false,
+        };
+        if !have_frame {
+            return Step::Continue;
+        }
+        let Ok(n) = self.encoder.encode(&self.out, &mut self.payload) else {
+            return Step::Continue;
+        };
+        let packet = Outbound {
+            sequence: self.sequence,
+            timestamp: self.timestamp,
+            marker: self.first,
+            payload: Payload::new(&self.payload[..n]),
+        };
+        self.sequence = self.sequence.wrapping_add(1);
+        self.timestamp = self
+            .timestamp
+            .wrapping_add(RtpCodec::Opus48.timestamp_step());
+        self.first = false;
+        match self.outbound.try_send(packet) {
+            Ok(()) => {
+                self.counters.rtp_out.fetch_add(1, Ordering::Relaxed);
+                Step::Continue
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.counters.dropped_out.fetch_add(1, Ordering::Relaxed);
+                Step::Continue
+            }
+            // The writer is gone: the peer connection closed.
+            Err(mpsc::error::TrySendError::Closed(_)) => Step::Done,
+        }
+    }
+
+    fn label(&self) -> String {
+        self.label.clone()
+    }
+}
