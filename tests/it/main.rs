@@ -6,6 +6,7 @@ mod support;
 mod account_api;
 mod auth;
 mod bad_input;
+mod browser;
 mod calls_api;
 mod cli;
 mod openapi;

@@ -1,5 +1,6 @@
 //! The harness: a server per test, on its own port, data folder and database.
 
+pub mod browser;
 pub mod pg;
 pub mod sip_peers;
 pub mod whip;

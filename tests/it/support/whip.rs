@@ -111,6 +111,7 @@ impl WhipClient {
             .with_media_engine(media_engine)
             .with_setting_engine(
                 SettingEngineBuilder::new()
+                    .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
                     .with_include_loopback_candidate(true)
                     .build(),
             )

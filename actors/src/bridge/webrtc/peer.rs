@@ -10,6 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use chamade_media::opus::MAX_PACKET_BYTES;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
+use rtc::ice::mdns::MulticastDnsMode;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::media_engine::MIME_TYPE_OPUS;
 use rtc::rtp_transceiver::rtp_sender::{
@@ -338,8 +339,14 @@ pub async fn answer(
     };
     let (outbound, mut to_send) = mpsc::channel::<Outbound>(OUTBOUND_PACKETS);
     let writer_counters = Arc::clone(&counters);
+    let writer_state = state.clone();
     tokio::spawn(async move {
         while let Some(packet) = to_send.recv().await {
+            // Until DTLS is up there are no SRTP keys: the room's audio of those first
+            // ticks is not for this peer yet.
+            if *writer_state.borrow() != RTCPeerConnectionState::Connected {
+                continue;
+            }
             let rtp = rtc::rtp::Packet {
                 header: rtc::rtp::header::Header {
                     version: 2,
@@ -352,7 +359,6 @@ pub async fn answer(
                 },
                 payload: Bytes::copy_from_slice(packet.payload.bytes()),
             };
-            // Before DTLS is up the track is not bound yet: those frames are dropped.
             if track.write_rtp(rtp).await.is_err() {
                 writer_counters.dropped_out.fetch_add(1, Ordering::Relaxed);
             }
@@ -398,7 +404,10 @@ async fn build(
             .map_err(|e| AnswerError::Stack(e.to_string()))?;
         let registry = register_default_interceptors(Registry::new(), &mut media_engine)
             .map_err(|e| AnswerError::Stack(e.to_string()))?;
+        // No mDNS: a gateway learns a browser's address from its connectivity checks
+        // (peer-reflexive), and a multicast socket fails where there is no multicast route.
         let mut setting = SettingEngineBuilder::new()
+            .with_multicast_dns_mode(MulticastDnsMode::Disabled)
             .with_include_loopback_candidate(settings.bind_ip.is_loopback());
         if !settings.public_ips.is_empty() {
             setting = setting.with_nat_1to1_ips(
