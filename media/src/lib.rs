@@ -12,6 +12,7 @@
 //! - [`jitter`]: reorders RTP, drops late and duplicate packets, conceals losses;
 //! - [`g711`] and [`opus`]: the codecs of the SIP and WebRTC legs;
 //! - [`resample`]: streaming conversion between any two supported rates;
+//! - [`gate`]: tells a leg's speech from the silence it keeps sending;
 //! - [`mixer`]: talker-aware mix-minus for any number of participants;
 //! - [`analysis`]: tone generation and measurement used by tests and benches.
 #![deny(missing_docs)]
@@ -19,6 +20,7 @@
 pub mod analysis;
 mod frame;
 pub mod g711;
+pub mod gate;
 pub mod jitter;
 pub mod mixer;
 pub mod opus;

@@ -9,8 +9,8 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, Weak};
 use std::time::Duration;
 
 use actix::{Actor, Addr};
@@ -18,7 +18,7 @@ use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, HttpResponse, delete, post, web};
 use actix_ws::{CloseCode, CloseReason, Message};
 use chamade_actors::bridge::webrtc::{
-    self, Direction, EndpointParts, PeerEnd, WebRtcEndpoint, WebRtcSettings,
+    self, Direction, EndpointParts, PeerEnd, SharedEncoder, WebRtcEndpoint, WebRtcSettings,
 };
 use chamade_actors::room::{
     Command, Join, ParticipantKind, Room, RoomEvent, Snapshot, Subscribe, Unsubscribe,
@@ -97,6 +97,8 @@ impl JoinTokens {
 #[derive(Default)]
 pub struct WebRtcLegs {
     legs: Mutex<HashMap<String, LegEntry>>,
+    /// Each mixer room's shared encoder, alive while one of its legs holds it.
+    shared: Mutex<HashMap<u64, Weak<SharedEncoder>>>,
 }
 
 struct LegEntry {
@@ -106,6 +108,19 @@ struct LegEntry {
 }
 
 impl WebRtcLegs {
+    /// The shared encoder of `media_room`, made on its first WebRTC leg. `None` if libopus
+    /// cannot make one (the legs then encode privately).
+    fn shared_encoder(&self, media_room: u64) -> Option<Arc<SharedEncoder>> {
+        let mut map = self.shared.lock().ok()?;
+        if let Some(live) = map.get(&media_room).and_then(Weak::upgrade) {
+            return Some(live);
+        }
+        map.retain(|_, w| w.strong_count() > 0);
+        let made = Arc::new(SharedEncoder::new().ok()?);
+        map.insert(media_room, Arc::downgrade(&made));
+        Some(made)
+    }
+
     /// Legs currently live, over every call.
     pub fn len(&self) -> usize {
         self.legs.lock().map_or(0, |m| m.len())
@@ -389,6 +404,7 @@ async fn join(
         outbound: negotiated.outbound,
         receive_payload_type: negotiated.payload_type,
         ends: leg.ends,
+        shared: svc.legs.shared_encoder(media_room),
         stop: Arc::clone(&stop_flag),
         counters: Arc::clone(negotiated.handle.counters()),
         label: format!("webrtc {resource}"),

@@ -392,7 +392,9 @@ fn tick_room(room: &mut RoomMedia, now: u64, stats: &ShardStats) {
         let Some(out) = p.output.as_mut() else {
             continue;
         };
-        let frame: &[i16] = match mixer.output(member.slot) {
+        let output = mixer.output(member.slot);
+        let shared = matches!(output, Ok(Output::Shared(_)));
+        let frame: &[i16] = match output {
             Ok(Output::Private(mix)) => private_frame(
                 &mut out.resampler,
                 &mut out.buf,
@@ -417,6 +419,7 @@ fn tick_room(room: &mut RoomMedia, now: u64, stats: &ShardStats) {
             Ok(Output::None) | Err(_) => continue,
         };
         push_frame(&mut out.ring, frame, &p.stats);
+        p.stats.set_last_output(now, shared);
     }
 }
 

@@ -187,6 +187,9 @@ pub struct ParticipantStats {
     frames_silent: AtomicU64,
     frames_out: AtomicU64,
     output_overruns: AtomicU64,
+    /// The last frame pushed to the output ring: its tick shifted left by one, plus 1 when
+    /// it was the room's shared mix (see [`ParticipantStats::last_output`]).
+    last_output: AtomicU64,
     input_ring: Arc<RingStats>,
     output_ring: Option<Arc<RingStats>>,
 }
@@ -209,6 +212,20 @@ pub struct ParticipantSnapshot {
 }
 
 impl ParticipantStats {
+    /// The shard tick of the last frame pushed to the output ring, and whether it was the
+    /// room's shared mix (the participant did not talk, so it hears everyone) rather than
+    /// its private mix-minus. Legs that encode on the shard, right after the mix, use it to
+    /// share one encode of the shared mix between every listener of the room that got it.
+    pub fn last_output(&self) -> (u64, bool) {
+        let v = self.last_output.load(Ordering::Relaxed);
+        (v >> 1, v & 1 == 1)
+    }
+
+    pub(crate) fn set_last_output(&self, tick: u64, shared: bool) {
+        self.last_output
+            .store((tick << 1) | u64::from(shared), Ordering::Relaxed);
+    }
+
     pub(crate) fn new(input_ring: Arc<RingStats>, output_ring: Option<Arc<RingStats>>) -> Self {
         ParticipantStats {
             flush_requested: AtomicBool::new(false),
@@ -216,6 +233,7 @@ impl ParticipantStats {
             frames_silent: AtomicU64::new(0),
             frames_out: AtomicU64::new(0),
             output_overruns: AtomicU64::new(0),
+            last_output: AtomicU64::new(0),
             input_ring,
             output_ring,
         }

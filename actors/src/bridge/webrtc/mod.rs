@@ -8,6 +8,12 @@
 //! the frame just mixed and hands the packet to a writer task. Decoding and encoding thus
 //! happen on the tick grid, on the shard's core, with no timer of the leg's own; the async
 //! side only moves packets it never looks into.
+//!
+//! Encodes are shared. A leg whose decoded audio is silence (a [`SilenceGate`] decides) is
+//! not a talker, so the mixer gives it the room's full mix, the same for every such
+//! listener; the room's WebRTC legs then send one encode of that mix ([`SharedEncoder`]),
+//! and only talkers pay for an encode of their own. A room where two people talk costs two
+//! private encodes and one shared one per tick, however many listen.
 
 mod peer;
 
@@ -15,12 +21,13 @@ pub use peer::{
     AnswerError, Direction, IceServer, Negotiated, PeerEnd, PeerHandle, WebRtcSettings, answer,
 };
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
+use chamade_media::gate::SilenceGate;
 use chamade_media::opus::{MAX_PACKET_BYTES, OpusConfig, OpusEncoder};
 use chamade_media::ring::Pull;
-use chamade_media::{Frame, SampleRate};
+use chamade_media::{CodecError, Frame, SampleRate};
 use crossbeam_channel::{Receiver, TryRecvError};
 use tokio::sync::mpsc;
 
@@ -52,8 +59,9 @@ pub struct Outbound {
 pub const INBOUND_PACKETS: usize = 16;
 /// Encoded packets waiting for the writer task; the shard drops a packet rather than wait.
 pub const OUTBOUND_PACKETS: usize = 8;
-/// Frames kept in the output ring before the oldest are dropped (as for RTP legs).
-const OUTPUT_TRIM_FRAMES: usize = 2;
+/// Frames kept in the output ring before pulling: the one just mixed, so that the frame
+/// sent is the one [`ParticipantStats::last_output`](crate::shard::ParticipantStats::last_output) describes.
+const OUTPUT_TRIM_FRAMES: usize = 1;
 
 /// A WebRTC leg's counters, shared with its owner (and its `call_stats`).
 #[derive(Debug, Default)]
@@ -72,6 +80,65 @@ pub struct WebRtcCounters {
     pub decoded: AtomicU64,
     /// Frames concealed (lost or late packets).
     pub concealed: AtomicU64,
+    /// Frames the gate held back as silence (the leg was not a talker).
+    pub gated: AtomicU64,
+    /// Frames sent from the room's shared encode of the full mix.
+    pub shared_sends: AtomicU64,
+    /// Frames encoded for this leg alone (it talked, so it hears a mix without itself).
+    pub private_encodes: AtomicU64,
+}
+
+/// One Opus encode of a room's full mix per tick, for every WebRTC leg of the room that
+/// received it. All of a room's legs run on the room's shard thread, one after the other,
+/// so the lock is never contended; it is there to make sharing between boxed endpoints
+/// sound, and a leg that ever found it taken would encode privately rather than wait.
+pub struct SharedEncoder {
+    inner: Mutex<SharedInner>,
+}
+
+struct SharedInner {
+    encoder: OpusEncoder,
+    /// Tick whose mix `payload` holds; 0 before the first.
+    tick: u64,
+    len: usize,
+    payload: [u8; MAX_PACKET_BYTES],
+    encodes: u64,
+}
+
+impl SharedEncoder {
+    /// A room's shared encoder (48 kHz, the same settings as a leg's own).
+    pub fn new() -> Result<SharedEncoder, CodecError> {
+        Ok(SharedEncoder {
+            inner: Mutex::new(SharedInner {
+                encoder: OpusEncoder::new(SampleRate::HZ_48000, OpusConfig::default())?,
+                tick: 0,
+                len: 0,
+                payload: [0; MAX_PACKET_BYTES],
+                encodes: 0,
+            }),
+        })
+    }
+
+    /// The encode of `frame`, the shared mix of shard tick `tick`: encoded by the first leg
+    /// that asks in that tick, copied for the others. `None` if it cannot be had at once.
+    fn packet(&self, tick: u64, frame: &Frame) -> Option<Payload<MAX_PACKET_BYTES>> {
+        let mut inner = self.inner.try_lock().ok()?;
+        if inner.tick != tick {
+            let SharedInner {
+                encoder, payload, ..
+            } = &mut *inner;
+            let n = encoder.encode(frame, payload).ok()?;
+            inner.len = n;
+            inner.tick = tick;
+            inner.encodes += 1;
+        }
+        Some(Payload::new(&inner.payload[..inner.len]))
+    }
+
+    /// Encodes made so far (at most one per tick).
+    pub fn encodes(&self) -> u64 {
+        self.inner.lock().map_or(0, |i| i.encodes)
+    }
 }
 
 /// The part of a WebRTC leg that runs on the mixer shard.
@@ -79,7 +146,9 @@ pub struct WebRtcEndpoint {
     inbound: Receiver<Inbound>,
     outbound: mpsc::Sender<Outbound>,
     receiver: RtpReceiver,
+    gate: SilenceGate,
     encoder: OpusEncoder,
+    shared: Option<Arc<SharedEncoder>>,
     ends: LegEnds,
     out: Frame,
     payload: [u8; MAX_PACKET_BYTES],
@@ -101,6 +170,8 @@ pub struct EndpointParts {
     pub receive_payload_type: u8,
     /// The participant's ring ends (48 kHz both ways).
     pub ends: LegEnds,
+    /// The room's shared encoder, if its legs share one.
+    pub shared: Option<Arc<SharedEncoder>>,
     /// Set by the owner to take the leg off the shard.
     pub stop: Arc<AtomicBool>,
     /// Shared counters.
@@ -124,7 +195,9 @@ impl WebRtcEndpoint {
             inbound: parts.inbound,
             outbound: parts.outbound,
             receiver,
+            gate: SilenceGate::default(),
             encoder,
+            shared: parts.shared,
             ends: parts.ends,
             out: Frame::silence(SampleRate::HZ_48000),
             payload: [0; MAX_PACKET_BYTES],
@@ -164,7 +237,12 @@ impl Endpoint for WebRtcEndpoint {
         self.drain_inbound();
         let before = self.receiver.stats();
         let frame = self.receiver.next_frame();
-        self.ends.input.push_samples(frame.samples());
+        // Silence is not written at all: the mixer then counts this leg as a listener.
+        if self.gate.open(frame.samples()) {
+            self.ends.input.push_samples(frame.samples());
+        } else {
+            self.counters.gated.fetch_add(1, Ordering::Relaxed);
+        }
         let after = self.receiver.stats();
         self.counters
             .decoded
@@ -179,6 +257,7 @@ impl Endpoint for WebRtcEndpoint {
         let frame = self.out.samples().len();
         let have_frame = match self.ends.output.as_mut() {
             Some(output) => {
+                // Only the frame just mixed: what `last_output` describes.
                 output.trim_to(frame * OUTPUT_TRIM_FRAMES);
                 output.queued_samples() >= frame
                     && output.pull_frame(self.out.samples_mut()) == Pull::Frame
@@ -188,14 +267,31 @@ impl Endpoint for WebRtcEndpoint {
         if !have_frame {
             return Step::Continue;
         }
-        let Ok(n) = self.encoder.encode(&self.out, &mut self.payload) else {
-            return Step::Continue;
+        let (tick, was_shared) = self.ends.stats.last_output();
+        let shared = match (&self.shared, was_shared) {
+            (Some(encoder), true) => encoder.packet(tick, &self.out),
+            _ => None,
+        };
+        let payload = match shared {
+            Some(payload) => {
+                self.counters.shared_sends.fetch_add(1, Ordering::Relaxed);
+                payload
+            }
+            None => {
+                let Ok(n) = self.encoder.encode(&self.out, &mut self.payload) else {
+                    return Step::Continue;
+                };
+                self.counters
+                    .private_encodes
+                    .fetch_add(1, Ordering::Relaxed);
+                Payload::new(&self.payload[..n])
+            }
         };
         let packet = Outbound {
             sequence: self.sequence,
             timestamp: self.timestamp,
             marker: self.first,
-            payload: Payload::new(&self.payload[..n]),
+            payload,
         };
         self.sequence = self.sequence.wrapping_add(1);
         self.timestamp = self
@@ -220,3 +316,6 @@ impl Endpoint for WebRtcEndpoint {
         self.label.clone()
     }
 }
+
+#[cfg(test)]
+mod tests;
