@@ -294,6 +294,31 @@ mod tests {
     }
 
     #[test]
+    fn webrtc_settings_come_from_the_file_and_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "chamade.toml",
+                "listen = \"0.0.0.0:8080\"\nwebrtc_port_min = 40000\nwebrtc_port_max = 40099\n\
+                 webrtc_ice_servers = [{urls = [\"turn:turn.example.org:3478\"], username = \"u\", credential = \"p\"}]",
+            )?;
+            jail.set_env("CHAMADE_WEBRTC_PUBLIC_IPS", "[\"203.0.113.5\"]");
+            let c = Config::load(None, &Overrides::default()).map_err(|e| e.to_string())?;
+            let w = c.webrtc_settings();
+            assert_eq!(w.bind_ip.to_string(), "0.0.0.0");
+            assert_eq!(w.ports, Some((40000, 40099)));
+            assert_eq!(
+                w.public_ips,
+                vec!["203.0.113.5".parse::<std::net::IpAddr>().unwrap()]
+            );
+            assert_eq!(w.ice_servers.len(), 1);
+            assert_eq!(w.ice_servers[0].username, "u");
+            jail.set_env("CHAMADE_WEBRTC_PUBLIC_IPS", "[\"not-an-ip\"]");
+            assert!(Config::load(None, &Overrides::default()).is_err());
+            Ok(())
+        });
+    }
+
+    #[test]
     fn unknown_keys_and_bad_values_are_errors() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("chamade.toml", "lisen = \"127.0.0.1:9000\"")?;
