@@ -350,3 +350,56 @@ fn whip_requests_are_checked() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// The `a=candidate` lines of an SDP body: (address, port).
+fn candidates(sdp: &str) -> Vec<(String, u16)> {
+    sdp.lines()
+        .filter_map(|l| l.trim().strip_prefix("a=candidate:"))
+        .filter_map(|c| {
+            let f: Vec<&str> = c.split_whitespace().collect();
+            Some((f.get(4)?.to_string(), f.get(5)?.parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn media_ports_come_from_the_configured_range_and_public_ips_are_announced() {
+    let base = 46_000 + (std::process::id() % 500) as u16 * 10;
+    let s = TestServer::start_with(Backend::Sqlite, |c| {
+        c.webrtc_port_min = Some(base);
+        c.webrtc_port_max = Some(base + 9);
+    });
+    let (_, key) = s.signup("ports@example.org");
+    let (id, token, _) = web_call(&s, &key);
+    let rt = runtime();
+    let url = format!("{}/api/call/{id}/whip", s.url);
+    let mut client = rt.block_on(WhipClient::join(&url, &token)).expect("answer");
+    let found = candidates(&client.answer);
+    assert!(!found.is_empty(), "no candidate in {}", client.answer);
+    for (ip, port) in &found {
+        assert_eq!(ip, "127.0.0.1");
+        assert!(
+            (base..=base + 9).contains(port),
+            "port {port} outside {base}-{}",
+            base + 9
+        );
+    }
+    assert!(rt.block_on(client.connected(Duration::from_secs(10))));
+    rt.block_on(client.close());
+
+    // Behind 1:1 NAT the answer names the public address instead of the bound one.
+    let s = TestServer::start_with(Backend::Sqlite, |c| {
+        c.webrtc_public_ips = vec!["192.0.2.44".parse().unwrap()];
+    });
+    let (_, key) = s.signup("nat@example.org");
+    let (id, token, _) = web_call(&s, &key);
+    let url = format!("{}/api/call/{id}/whip", s.url);
+    let client = rt.block_on(WhipClient::join(&url, &token)).expect("answer");
+    let found = candidates(&client.answer);
+    assert!(
+        found.iter().any(|(ip, _)| ip == "192.0.2.44"),
+        "public IP not announced: {found:?}"
+    );
+    assert!(found.iter().all(|(ip, _)| ip != "127.0.0.1"), "{found:?}");
+    rt.block_on(client.close());
+}

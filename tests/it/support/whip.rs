@@ -37,6 +37,8 @@ pub struct WhipClient {
     pub location: String,
     /// The answer's status.
     pub status: u16,
+    /// The SDP answer.
+    pub answer: String,
     ssrc: u32,
 }
 
@@ -164,7 +166,7 @@ impl WhipClient {
             let _ = pc.close().await;
             return Err(format!("HTTP {status}: {body}"));
         }
-        pc.set_remote_description(RTCSessionDescription::answer(body).expect("answer sdp"))
+        pc.set_remote_description(RTCSessionDescription::answer(body.clone()).expect("answer sdp"))
             .await
             .expect("remote");
         Ok(WhipClient {
@@ -174,6 +176,7 @@ impl WhipClient {
             received,
             location,
             status,
+            answer: body,
             ssrc,
         })
     }

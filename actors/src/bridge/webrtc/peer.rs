@@ -24,9 +24,8 @@ use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
-    RTCConfigurationBuilder, RTCIceCandidateType, RTCIceGatheringState, RTCIceServer,
-    RTCPeerConnectionState, RTCSessionDescription, Registry, SettingEngineBuilder,
-    register_default_interceptors,
+    RTCConfigurationBuilder, RTCIceGatheringState, RTCIceServer, RTCPeerConnectionState,
+    RTCSessionDescription, Registry, SettingEngineBuilder, register_default_interceptors,
 };
 
 use super::{INBOUND_PACKETS, Inbound, OUTBOUND_PACKETS, Outbound, WebRtcCounters};
@@ -259,6 +258,43 @@ pub(crate) fn opus_payload_type(sdp: &str) -> Option<u8> {
     })
 }
 
+/// Rewrites the host candidates (and connection lines) of `sdp` to name `public_ips`
+/// instead of the bound address: behind a 1:1 NAT the ports are the same outside, so a
+/// client's checks to the public address reach the bound socket. (webrtc-rs 0.21 keeps a
+/// 1:1 NAT setting but does not apply it.) No-op without public IPs.
+pub(crate) fn announce(sdp: &str, public_ips: &[IpAddr]) -> String {
+    if public_ips.is_empty() {
+        return sdp.to_owned();
+    }
+    let mut out = String::with_capacity(sdp.len() + 128 * public_ips.len());
+    for line in sdp.split_inclusive('\n') {
+        let body = line.trim_end_matches(['\r', '\n']);
+        let ending = &line[body.len()..];
+        if let Some(candidate) = body.strip_prefix("a=candidate:") {
+            let fields: Vec<&str> = candidate.split(' ').collect();
+            if fields.len() > 7 && fields[6] == "typ" && fields[7] == "host" {
+                for ip in public_ips {
+                    let ip = ip.to_string();
+                    let mut f = fields.clone();
+                    f[4] = &ip;
+                    out.push_str("a=candidate:");
+                    out.push_str(&f.join(" "));
+                    out.push_str(ending);
+                }
+                continue;
+            }
+        }
+        if body.starts_with("c=IN ") {
+            let ip = public_ips[0];
+            let family = if ip.is_ipv4() { "IP4" } else { "IP6" };
+            out.push_str(&format!("c=IN {family} {ip}{ending}"));
+            continue;
+        }
+        out.push_str(line);
+    }
+    out
+}
+
 /// Answers `offer` and starts the connection. The answer carries every local candidate
 /// (gathering is awaited), so the client needs no trickle.
 pub async fn answer(
@@ -332,6 +368,7 @@ pub async fn answer(
         }
     };
     let payload_type = opus_payload_type(&answer).unwrap_or(OPUS_PAYLOAD_TYPE);
+    let answer = announce(&answer, &settings.public_ips);
     let answer = match direction {
         Direction::SendRecv => answer,
         // WHEP: never ask the client for audio it would send to nobody.
@@ -406,19 +443,9 @@ async fn build(
             .map_err(|e| AnswerError::Stack(e.to_string()))?;
         // No mDNS: a gateway learns a browser's address from its connectivity checks
         // (peer-reflexive), and a multicast socket fails where there is no multicast route.
-        let mut setting = SettingEngineBuilder::new()
+        let setting = SettingEngineBuilder::new()
             .with_multicast_dns_mode(MulticastDnsMode::Disabled)
             .with_include_loopback_candidate(settings.bind_ip.is_loopback());
-        if !settings.public_ips.is_empty() {
-            setting = setting.with_nat_1to1_ips(
-                settings
-                    .public_ips
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect(),
-                RTCIceCandidateType::Host,
-            );
-        }
         let config = RTCConfigurationBuilder::new()
             .with_ice_servers(Vec::<RTCIceServer>::new())
             .build();
@@ -450,6 +477,30 @@ async fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn public_ips_replace_host_candidates_and_connection_lines() {
+        let sdp = "v=0\r\nc=IN IP4 10.0.0.5\r\nm=audio 40000 UDP/TLS/RTP/SAVPF 111\r\n\
+                   a=candidate:1 1 udp 2130706431 10.0.0.5 40000 typ host\r\n\
+                   a=candidate:2 1 udp 1694498815 198.51.100.9 40000 typ srflx raddr 10.0.0.5 rport 40000\r\n";
+        let ips = [
+            "203.0.113.5".parse().unwrap(),
+            "2001:db8::5".parse().unwrap(),
+        ];
+        let out = announce(sdp, &ips);
+        assert!(out.contains("c=IN IP4 203.0.113.5\r\n"));
+        assert!(out.contains("a=candidate:1 1 udp 2130706431 203.0.113.5 40000 typ host\r\n"));
+        assert!(out.contains("a=candidate:1 1 udp 2130706431 2001:db8::5 40000 typ host\r\n"));
+        assert!(
+            !out.contains("10.0.0.5 40000 typ host"),
+            "the private address stays hidden"
+        );
+        assert!(
+            out.contains("198.51.100.9 40000 typ srflx"),
+            "other candidates are kept"
+        );
+        assert_eq!(announce(sdp, &[]), sdp);
+    }
 
     #[test]
     fn finds_the_offered_opus_payload_type() {
