@@ -25,7 +25,7 @@ use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
     RTCConfigurationBuilder, RTCIceGatheringState, RTCIceServer, RTCPeerConnectionState,
-    RTCSessionDescription, Registry, SettingEngineBuilder, register_default_interceptors,
+    RTCSessionDescription, Registry, SettingEngineBuilder, configure_rtcp_reports,
 };
 
 use super::{INBOUND_PACKETS, Inbound, OUTBOUND_PACKETS, Outbound, WebRtcCounters};
@@ -439,8 +439,9 @@ async fn build(
         media_engine
             .register_codec(opus_codec(), RtpCodecKind::Audio)
             .map_err(|e| AnswerError::Stack(e.to_string()))?;
-        let registry = register_default_interceptors(Registry::new(), &mut media_engine)
-            .map_err(|e| AnswerError::Stack(e.to_string()))?;
+        // Audio only: sender and receiver reports, no NACK (video), no TWCC (bandwidth
+        // estimation for video), whose per-packet work would be spent for nothing.
+        let registry = configure_rtcp_reports(Registry::new());
         // No mDNS: a gateway learns a browser's address from its connectivity checks
         // (peer-reflexive), and a multicast socket fails where there is no multicast route.
         let setting = SettingEngineBuilder::new()
