@@ -25,6 +25,10 @@
 //                  the call (window.chamade.ended, or status "Call ended");
 //                  not waiting for it is not a failure: see "ended"
 //   --chat         once connected, send this chat message from the page
+//   --markers      N: the microphone is silence with N bursts of 1 kHz (20 ms, one a
+//                  second, the first 1 s after recording starts); their wall-clock
+//                  times are reported as markers_epoch_ms (--mic is still required
+//                  but not played)
 //   --timeout      hard limit for the whole run in seconds (default 60)
 //
 // Chromium: $CHROMIUM or /usr/bin/chromium; never downloads a browser. Each run
@@ -68,8 +72,29 @@ let done = false;
 const OPTIONS = {
   url: 'string', mic: 'string', out: 'string', name: 'string', seconds: 'number',
   'leave-after': 'number', 'close-after': 'number', screenshot: 'string',
-  'wait-ended': 'number', chat: 'string', timeout: 'number',
+  'wait-ended': 'number', chat: 'string', timeout: 'number', markers: 'number',
 };
+
+// With --markers, the page's microphone is a WebAudio oscillator instead of the fake
+// device: silent, except for 20 ms bursts of 1 kHz that the harness schedules and whose
+// wall-clock times (ms since the epoch) it reports, for mouth-to-ear latency. The time of a
+// burst is when WebAudio renders it into the track, known to within a render quantum.
+const MARKER_MIC = `(() => {
+  const md = navigator.mediaDevices;
+  md.getUserMedia = async () => {
+    const ctx = new AudioContext({ sampleRate: 48000 });
+    await ctx.resume();
+    const osc = ctx.createOscillator();
+    osc.frequency.value = 1000;
+    const gain = ctx.createGain();
+    gain.gain.value = 0;
+    const dest = ctx.createMediaStreamDestination();
+    osc.connect(gain).connect(dest);
+    osc.start();
+    window.__marker = { ctx, gain };
+    return dest.stream;
+  };
+})();`;
 
 function usage() {
   const text = readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n');
@@ -378,6 +403,8 @@ async function main() {
   page.on('response', (r) => { if (r.status() >= 400) logLine(`[http ${r.status()}] ${r.request().method()} ${r.url()}`); });
   page.on('dialog', (d) => { d.accept().catch(() => {}); });
 
+  if (opts.markers) await page.addInitScript(MARKER_MIC);
+
   const tGoto = Date.now();
   let resp;
   try {
@@ -429,6 +456,26 @@ async function main() {
     await startCapture(page, workletSource);
   } catch (e) {
     return fail(`could not start recording: ${e.message}`);
+  }
+  let markers = null;
+  if (opts.markers) {
+    try {
+      markers = await page.evaluate((n) => {
+        const { ctx, gain } = window.__marker;
+        const t0 = ctx.currentTime + 1.0;
+        const wall0 = performance.timeOrigin + performance.now() + 1000;
+        const times = [];
+        for (let k = 0; k < n; k++) {
+          const t = t0 + k;
+          gain.gain.setValueAtTime(0.5, t);
+          gain.gain.setValueAtTime(0, t + 0.02);
+          times.push(wall0 + k * 1000);
+        }
+        return times;
+      }, opts.markers);
+    } catch (e) {
+      return fail(`could not schedule markers: ${e.message}`);
+    }
   }
   await sleep(opts.seconds * 1000);
   let screenshot = null;
@@ -508,6 +555,7 @@ async function main() {
   const result = {
     ok: true,
     connected_ms: connectedMs,
+    markers_epoch_ms: markers,
     received_wav: receivedWav,
     received_seconds: Math.round((rec.samples / rec.sampleRate) * 1000) / 1000,
     received_rms: lv.rms,

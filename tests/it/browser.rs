@@ -328,3 +328,92 @@ fn two_browsers_hear_each_other_and_the_agent_but_not_themselves() {
         "the agent does not hear itself: {a_agent:.4}"
     );
 }
+
+#[test]
+fn browser_mouth_to_agent_latency_is_measured_with_markers() {
+    if !in_loopback_namespace("browser::browser_mouth_to_agent_latency_is_measured_with_markers") {
+        return;
+    }
+    const MARKERS: usize = 10;
+    let dir = TempDir::new();
+    let s = TestServer::start(Backend::Sqlite);
+    let (_, key) = s.signup("latency@example.org");
+    let (id, url) = web_call(&s, &key);
+    let mut ws = agent(&s, &id, &key);
+    // The agent notes when each frame arrives (wall clock, as the page's markers are).
+    let agent_side = thread::spawn(move || {
+        let mut onsets: Vec<f64> = Vec::new();
+        let mut quiet_samples = usize::MAX / 2;
+        let deadline = Instant::now() + Duration::from_secs(40);
+        while Instant::now() < deadline && onsets.len() < MARKERS {
+            let Ok(message) = ws.read() else { break };
+            let Message::Binary(b) = message else {
+                continue;
+            };
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+            for sample in samples_from_le(&b) {
+                if sample.unsigned_abs() > 3_000 {
+                    if quiet_samples > RATE as usize / 2 {
+                        onsets.push(now_ms);
+                    }
+                    quiet_samples = 0;
+                } else {
+                    quiet_samples += 1;
+                }
+            }
+        }
+        onsets
+    });
+    let mic = tone_wav(&dir.0, "unused", 440.0);
+    let report = BrowserRun {
+        url: &url,
+        mic: &mic,
+        out: &dir.0.join("markers"),
+        name: "Marker",
+        seconds: MARKERS as u32 + 2,
+        extra: vec!["--markers".into(), MARKERS.to_string()],
+    }
+    .start()
+    .finish();
+    let sent: Vec<f64> = report["markers_epoch_ms"]
+        .as_array()
+        .expect("markers")
+        .iter()
+        .filter_map(Value::as_f64)
+        .collect();
+    assert_eq!(sent.len(), MARKERS);
+    let arrived = agent_side.join().expect("agent");
+    // Each arrival belongs to the latest marker sent before it.
+    let mut latencies: Vec<f64> = arrived
+        .iter()
+        .filter_map(|&a| sent.iter().rev().find(|&&m| m <= a).map(|&m| a - m))
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    println!("browser mouth → agent socket, ms: {latencies:?}");
+    assert!(
+        latencies.len() >= MARKERS - 1,
+        "the agent heard {} of {MARKERS} markers",
+        latencies.len()
+    );
+    assert!(
+        latencies.iter().all(|&l| (0.0..1000.0).contains(&l)),
+        "a marker took a second or more: {latencies:?}"
+    );
+    let pick = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
+    let summary = json!({
+        "markers_sent": MARKERS,
+        "markers_heard": latencies.len(),
+        "p50_ms": pick(0.5),
+        "p99_ms": pick(0.99),
+        "min_ms": latencies[0],
+        "max_ms": latencies[latencies.len() - 1],
+    });
+    println!("browser mouth → agent socket: {summary}");
+    std::fs::write(
+        artifacts().join("browser-latency.json"),
+        summary.to_string(),
+    )
+    .expect("artifact");
+}
