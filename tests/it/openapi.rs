@@ -52,6 +52,10 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/events"),
     ("post", "/api/call/{call_id}/rtp"),
     ("delete", "/api/call/{call_id}/rtp/{leg_id}"),
+    ("post", "/api/call/{call_id}/whip"),
+    ("delete", "/api/call/{call_id}/whip/{resource}"),
+    ("post", "/api/call/{call_id}/whep"),
+    ("delete", "/api/call/{call_id}/whep/{resource}"),
 ];
 
 /// `path` with every `{param}` replaced by a plausible id.
