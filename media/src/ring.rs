@@ -20,6 +20,18 @@
 //! in case the rest arrives, then played padded with silence, so the end of an utterance
 //! that is not a whole number of frames is still heard. A pull that finds nothing at all is
 //! an idle pull (a participant who is not talking), counted separately.
+//!
+//! **Standing latency.** A writer that streams in real time, one frame every 20 ms, is
+//! sometimes a little late: that tick pulls nothing, and from then on one frame more stays
+//! queued for good, because the ring drains exactly as fast as it fills. A writer that
+//! stalls and then catches up leaves the whole stall standing, and the queue only ever
+//! grows to the worst stall seen (a ratchet). A ring built with a standing guard
+//! ([`RingConfig::streaming_playout`]) watches the least audio left after each pull over
+//! five seconds: when the writer streamed in small chunks that kept pace with playout all
+//! that time and never let the queue fall below that level, the level is standing latency,
+//! and it is dropped (the oldest samples, counted as trimmed). A long utterance queued at
+//! once is never cut: its writes are large, what comes after it does not keep pace, and its
+//! queue is far above the guard's ceiling.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,6 +59,8 @@ pub struct RingConfig {
     pub capacity_ms: u64,
     /// Pulls a partial frame waits for the rest of its samples before it plays padded.
     pub tail_grace_ticks: u32,
+    /// Whether the consumer drops standing latency (see the module documentation).
+    pub standing_guard: bool,
 }
 
 impl RingConfig {
@@ -56,6 +70,16 @@ impl RingConfig {
             rate,
             capacity_ms: DEFAULT_CAPACITY_MS,
             tail_grace_ticks: DEFAULT_TAIL_GRACE_TICKS,
+            standing_guard: false,
+        }
+    }
+
+    /// A playout ring whose consumer drops standing latency: for a writer that may stream
+    /// in real time (an agent's TTS), so that late chunks do not add up.
+    pub fn streaming_playout(rate: SampleRate) -> RingConfig {
+        RingConfig {
+            standing_guard: true,
+            ..RingConfig::playout(rate)
         }
     }
 
@@ -90,6 +114,10 @@ pub struct RingStats {
     underruns: AtomicU64,
     idle_pulls: AtomicU64,
     frames_pulled: AtomicU64,
+    /// Writes that queued something.
+    writes: AtomicU64,
+    /// The largest write since the consumer last looked, in samples (the guard's reading).
+    largest_write: AtomicU64,
 }
 
 /// A point-in-time copy of [`RingStats`].
@@ -105,7 +133,8 @@ pub struct RingSnapshot {
     pub samples_played: u64,
     /// Samples discarded by [`PcmConsumer::flush`] (barge-in).
     pub samples_flushed: u64,
-    /// Oldest samples discarded by [`PcmConsumer::trim_to`] (slow reader).
+    /// Oldest samples discarded by [`PcmConsumer::trim_to`] (slow reader) or by the
+    /// standing guard (latency a stream's late chunks left behind).
     pub samples_trimmed: u64,
     /// Pulls that found part of a frame.
     pub underruns: u64,
@@ -204,6 +233,7 @@ pub fn pcm_ring(config: RingConfig) -> (PcmProducer, PcmConsumer) {
             rate: config.rate,
             tail_grace_ticks: config.tail_grace_ticks,
             partial_waits: 0,
+            guard: config.standing_guard.then(StandingGuard::new),
             stats,
         },
     )
@@ -271,6 +301,12 @@ impl PcmProducer {
 
     fn account(&self, outcome: PushOutcome) {
         RingStats::add(&self.stats.samples_written, outcome.accepted);
+        if outcome.accepted > 0 {
+            RingStats::add(&self.stats.writes, 1);
+            self.stats
+                .largest_write
+                .fetch_max(outcome.accepted as u64, Ordering::Relaxed);
+        }
         if outcome.dropped > 0 {
             RingStats::add(&self.stats.samples_dropped, outcome.dropped);
             RingStats::add(&self.stats.overruns, 1);
@@ -314,7 +350,41 @@ pub struct PcmConsumer {
     rate: SampleRate,
     tail_grace_ticks: u32,
     partial_waits: u32,
+    guard: Option<StandingGuard>,
     stats: Arc<RingStats>,
+}
+
+/// Pulls in one window of the standing guard: five seconds, so that a writer late now and
+/// then keeps the one frame that absorbs its lateness instead of losing and regaining it.
+const GUARD_WINDOW_PULLS: u32 = 250;
+/// Writes of at most this many frames count as streaming.
+const GUARD_STREAM_WRITE_FRAMES: usize = 2;
+/// A window with fewer writes than this was not a stream (a pause, a bulk utterance).
+const GUARD_MIN_WRITES: u64 = (GUARD_WINDOW_PULLS / 2) as u64;
+/// Standing latency above this is not a ratchet but audio queued on purpose: left alone.
+const GUARD_MAX_STANDING_FRAMES: usize = 10;
+
+/// The consumer's view of one window (see the module documentation).
+#[derive(Debug)]
+struct StandingGuard {
+    pulls: u32,
+    /// Least audio left after a pull in this window, in samples.
+    least_left: usize,
+    /// `writes` when the window began.
+    writes_before: u64,
+    /// `samples_written` when the window began.
+    written_before: u64,
+}
+
+impl StandingGuard {
+    fn new() -> StandingGuard {
+        StandingGuard {
+            pulls: 0,
+            least_left: usize::MAX,
+            writes_before: 0,
+            written_before: 0,
+        }
+    }
 }
 
 impl PcmConsumer {
@@ -331,8 +401,10 @@ impl PcmConsumer {
             self.partial_waits = 0;
             RingStats::add(&self.stats.samples_played, n);
             RingStats::add(&self.stats.frames_pulled, 1);
+            self.watch_standing(queued - n, n);
             return Pull::Frame;
         }
+        self.watch_standing(0, n);
         if queued == 0 {
             out.fill(0);
             self.partial_waits = 0;
@@ -351,6 +423,37 @@ impl PcmConsumer {
         RingStats::add(&self.stats.samples_played, got);
         RingStats::add(&self.stats.frames_pulled, 1);
         Pull::Partial(got)
+    }
+
+    /// The standing guard's step after a pull that left `left` samples queued.
+    fn watch_standing(&mut self, left: usize, frame: usize) {
+        let Some(guard) = self.guard.as_mut() else {
+            return;
+        };
+        guard.least_left = guard.least_left.min(left);
+        guard.pulls += 1;
+        if guard.pulls < GUARD_WINDOW_PULLS {
+            return;
+        }
+        let writes = self.stats.writes.load(Ordering::Relaxed);
+        let written = self.stats.samples_written.load(Ordering::Relaxed);
+        let largest = self.stats.largest_write.swap(0, Ordering::Relaxed) as usize;
+        // A stream: many small writes that together kept pace with playout (at least 90 %
+        // of what was pulled), not a trickle beside an utterance queued earlier.
+        let pace = u64::from(GUARD_WINDOW_PULLS) * frame as u64 * 9 / 10;
+        let streamed = writes.saturating_sub(guard.writes_before) >= GUARD_MIN_WRITES
+            && written.saturating_sub(guard.written_before) >= pace
+            && largest <= GUARD_STREAM_WRITE_FRAMES * frame;
+        let standing = guard.least_left;
+        if streamed && standing >= frame / 2 && standing <= GUARD_MAX_STANDING_FRAMES * frame {
+            let dropped = self.inner.skip(standing);
+            RingStats::add(&self.stats.samples_trimmed, dropped);
+        }
+        *guard = StandingGuard {
+            writes_before: writes,
+            written_before: written,
+            ..StandingGuard::new()
+        };
     }
 
     /// Discards everything queued (barge-in): returns the samples dropped.

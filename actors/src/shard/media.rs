@@ -154,7 +154,9 @@ impl ParticipantMedia {
             rate_in,
             rate_out,
             mode,
-            RingConfig::playout(rate_in),
+            // A leg that streams in real time (an agent's TTS) must not accumulate the
+            // lateness of its chunks.
+            RingConfig::streaming_playout(rate_in),
             output_ms,
         )
     }

@@ -233,3 +233,104 @@ proptest! {
         prop_assert_eq!(tx.stats().snapshot().samples_dropped, 0);
     }
 }
+
+/// Streams one frame per tick; at each `(tick, k)` of `stalls` the writer stops for `k`
+/// ticks, then sends the chunks it owes one by one. Returns the audio left after each pull.
+fn stream_with_stalls(config: RingConfig, ticks: usize, stalls: &[(usize, usize)]) -> Vec<usize> {
+    let frame = config.rate.frame_samples();
+    let (mut tx, mut rx) = pcm_ring(config);
+    let chunk = vec![1000i16; frame];
+    let mut out = vec![0i16; frame];
+    let mut owed = 0;
+    let mut stalled_until = 0;
+    let mut standing = Vec::with_capacity(ticks);
+    for t in 0..ticks {
+        if let Some(&(_, k)) = stalls.iter().find(|&&(at, _)| at == t) {
+            stalled_until = t + k;
+        }
+        if t < stalled_until {
+            owed += 1;
+        } else {
+            for _ in 0..=owed {
+                tx.push_samples(&chunk);
+            }
+            owed = 0;
+        }
+        rx.pull_frame(&mut out);
+        standing.push(rx.queued_samples() / frame);
+    }
+    standing
+}
+
+#[test]
+fn a_stalled_stream_does_not_keep_its_stall_as_latency() {
+    let rate = SampleRate::HZ_16000;
+    // A 100 ms stall at 2 s: without a guard those five frames stand for good.
+    let plain = stream_with_stalls(RingConfig::playout(rate), 1_000, &[(100, 5)]);
+    assert_eq!(*plain.last().unwrap(), 5, "the ratchet this guards against");
+    let guarded = stream_with_stalls(RingConfig::streaming_playout(rate), 1_000, &[(100, 5)]);
+    // Within the next five-second window the standing audio is dropped, and stays gone.
+    assert!(guarded[..100].iter().all(|&f| f == 0));
+    assert!(
+        guarded[500..].iter().all(|&f| f == 0),
+        "{:?}",
+        &guarded[240..260]
+    );
+}
+
+#[test]
+fn the_guard_keeps_latency_flat_over_ten_minutes_of_growing_stalls() {
+    let rate = SampleRate::HZ_8000;
+    // Ten minutes of 20 ms ticks; every 20 s the writer stalls a little longer (1–10 ticks).
+    let stalls: Vec<(usize, usize)> = (1..=29).map(|i| (i * 1_000, 1 + i % 10)).collect();
+    let plain = stream_with_stalls(RingConfig::playout(rate), 30_000, &stalls);
+    assert_eq!(
+        *plain.last().unwrap(),
+        10,
+        "without the guard: the worst stall, for good"
+    );
+    let guarded = stream_with_stalls(RingConfig::streaming_playout(rate), 30_000, &stalls);
+    // Each stall is gone again within two windows (ten seconds) of its end.
+    for &(at, k) in &stalls {
+        let after = &guarded[at + k + 500..(at + 1_000).min(guarded.len())];
+        assert!(
+            after.iter().all(|&f| f == 0),
+            "stall at {at} still standing"
+        );
+    }
+    assert_eq!(*guarded.last().unwrap(), 0);
+}
+
+#[test]
+fn the_guard_never_cuts_an_utterance_queued_at_once() {
+    let rate = SampleRate::HZ_16000;
+    let frame = rate.frame_samples();
+    let (mut tx, mut rx) = pcm_ring(RingConfig::streaming_playout(rate));
+    // Eleven seconds in one write, then small writes keep coming while it plays.
+    tx.push_samples(&vec![500i16; 550 * frame]);
+    let mut out = vec![0i16; frame];
+    let mut frames = 0;
+    for _ in 0..600 {
+        tx.push_samples(&[7i16; 4]);
+        if rx.pull_frame(&mut out) == Pull::Frame {
+            frames += 1;
+        }
+    }
+    assert_eq!(rx.stats().snapshot().samples_trimmed, 0);
+    assert!(frames >= 550, "every queued frame played: {frames}");
+}
+
+#[test]
+fn a_paused_writer_is_not_trimmed() {
+    let rate = SampleRate::HZ_16000;
+    let frame = rate.frame_samples();
+    let (mut tx, mut rx) = pcm_ring(RingConfig::streaming_playout(rate));
+    // Two frames queued, then nothing written for six seconds: no stream, nothing dropped.
+    tx.push_samples(&vec![1i16; 2 * frame]);
+    let mut out = vec![0i16; frame];
+    for _ in 0..300 {
+        rx.pull_frame(&mut out);
+    }
+    assert_eq!(rx.stats().snapshot().samples_trimmed, 0);
+    assert_eq!(rx.stats().snapshot().samples_played, 2 * frame as u64);
+}
