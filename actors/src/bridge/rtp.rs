@@ -246,7 +246,14 @@ pub struct RtpReceiver {
     dtmf_payload_type: Option<u8>,
     dtmf: DtmfReceiver,
     digits: DigitQueue,
+    /// Frames in a row without a packet since the last one decoded.
+    dry: u32,
 }
+
+/// Frames a stream that runs dry is bridged with concealment before it falls silent: a
+/// buffer that runs dry mid-stream (a stall longer than its depth) must sound like a loss,
+/// not a cut.
+const BRIDGED_DRY_FRAMES: u32 = 3;
 
 impl RtpReceiver {
     /// A receiver for `codec` with the default jitter buffer (40 ms).
@@ -269,6 +276,7 @@ impl RtpReceiver {
             dtmf_payload_type: None,
             dtmf: DtmfReceiver::new(),
             digits: DigitQueue::new(),
+            dry: 0,
         })
     }
 
@@ -385,10 +393,14 @@ impl RtpReceiver {
                 Ok(()) => {
                     self.concealer.good(&mut self.frame);
                     self.stats.decoded += 1;
+                    self.dry = 0;
                 }
                 Err(_) => self.conceal(),
             },
             Playout::Lost => self.conceal(),
+            Playout::Buffering if self.stats.decoded > 0 && self.dry < BRIDGED_DRY_FRAMES => {
+                self.conceal();
+            }
             Playout::Buffering => {
                 self.frame.samples_mut().fill(0);
                 self.stats.silent += 1;
@@ -399,6 +411,7 @@ impl RtpReceiver {
 
     fn conceal(&mut self) {
         self.stats.concealed += 1;
+        self.dry = self.dry.saturating_add(1);
         if let Decoder::Opus(d) = &mut self.decoder
             && d.conceal(&mut self.frame).is_ok()
         {
