@@ -221,6 +221,14 @@ fn a_browser_and_the_agent_hear_each_other_and_the_page_shows_the_call() {
     assert!(own < 0.3, "the page does not hear its own voice: {own:.3}");
 }
 
+/// The amplitude of `hz` in the loudest one-second stretch of `audio` (48 kHz).
+fn loudest_second(audio: &[i16], hz: f64) -> f64 {
+    audio
+        .chunks(RATE as usize)
+        .map(|second| tone_amplitude(second, SampleRate::HZ_48000, hz))
+        .fold(0.0, f64::max)
+}
+
 /// The agent's tone: no harmonic or intermodulation product of the browsers' 440 and 660 Hz
 /// (880 = 2 × 440 and 2 × 660 − 440 would be).
 const AGENT_HZ: f64 = 1250.0;
@@ -293,10 +301,9 @@ fn two_browsers_hear_each_other_and_the_agent_but_not_themselves() {
     );
     assert_eq!(carol["status"], "Call ended");
 
-    let level = |audio: &[i16], hz: f64| {
-        let tail = &audio[audio.len().saturating_sub(3 * RATE as usize)..];
-        tone_amplitude(tail, SampleRate::HZ_48000, hz)
-    };
+    // The loudest second of each tone: the peers joined at different moments, and on a
+    // loaded machine Chromium's playout may have gaps, which an average would count.
+    let level = |audio: &[i16], hz: f64| loudest_second(audio, hz);
     let (bob_audio, carol_audio) = (received(&bob), received(&carol));
     for (who, audio, own, other) in [
         ("Bob", &bob_audio, 660.0, 440.0),
@@ -310,16 +317,14 @@ fn two_browsers_hear_each_other_and_the_agent_but_not_themselves() {
         println!("{who}: other {o:.4}, agent {a:.4}, own {me:.4}");
         assert!(o > 0.03, "{who} hears the other browser: {o:.4}");
         assert!(a > 0.03, "{who} hears the agent: {a:.4}");
-        assert!(me < o / 10.0, "{who} does not hear itself: {me:.4}");
+        // Its own tone would come back at its full level (about 0.25); what is there is
+        // Opus's coding noise of the two others, which a loaded machine raises.
+        assert!(
+            me < 0.025 && me < o / 3.0,
+            "{who} does not hear itself: {me:.4}"
+        );
     }
-    // Loudest second of each tone: the browsers joined at different moments.
-    let whole = |hz: f64| {
-        heard
-            .audio
-            .chunks(RATE as usize)
-            .map(|second| tone_amplitude(second, SampleRate::HZ_48000, hz))
-            .fold(0.0, f64::max)
-    };
+    let whole = |hz: f64| loudest_second(&heard.audio, hz);
     let (a440, a660, a_agent) = (whole(440.0), whole(660.0), whole(AGENT_HZ));
     println!("agent: 440 {a440:.4}, 660 {a660:.4}, own {a_agent:.4}");
     assert!(a440 > 0.03 && a660 > 0.03, "the agent hears both browsers");

@@ -35,19 +35,22 @@ pub fn send_json(ws: &mut Ws, v: Value) {
 /// Reads text frames until one matches `pred` (binary frames are skipped); panics after
 /// `limit` frames or on a read error.
 pub fn next_event(ws: &mut Ws, limit: usize, pred: impl Fn(&Value) -> bool) -> Value {
+    let mut seen: Vec<Value> = Vec::new();
     for _ in 0..limit {
-        match ws.read().expect("read") {
-            Message::Text(t) => {
+        match ws.read() {
+            Ok(Message::Text(t)) => {
                 let v: Value = serde_json::from_str(&t).expect("json event");
                 if pred(&v) {
                     return v;
                 }
+                seen.push(v);
             }
-            Message::Close(_) => panic!("socket closed while waiting"),
+            Ok(Message::Close(_)) => panic!("socket closed while waiting; events seen: {seen:?}"),
+            Err(e) => panic!("socket read failed ({e}) while waiting; events seen: {seen:?}"),
             _ => {}
         }
     }
-    panic!("no matching event in {limit} frames")
+    panic!("no matching event in {limit} frames; events seen: {seen:?}")
 }
 
 /// Matches events of type `t`.
