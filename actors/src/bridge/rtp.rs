@@ -267,7 +267,11 @@ impl RtpReceiver {
         Ok(RtpReceiver {
             payload_type: codec.payload_type(),
             codec,
-            jitter: Jitter::new(codec, JitterConfig::default()),
+            jitter: Jitter::new(
+                codec,
+                JitterConfig::adaptive(FrameCount::new(1), JitterConfig::DEFAULT_MAX_DEPTH)
+                    .unwrap_or_default(),
+            ),
             decoder,
             concealer: Concealer::new(rate, FrameCount::new(3)),
             ssrc: None,

@@ -92,16 +92,24 @@ fn a_lost_packet_is_concealed_once() {
         }
         rx.next_frame();
     }
-    rx.next_frame();
+    // Whatever the buffer still holds plays out.
+    for _ in 0..4 {
+        if rx.stats().decoded < 19 {
+            rx.next_frame();
+        }
+    }
     let s = rx.stats();
     assert_eq!((s.decoded, s.concealed), (19, 1), "{s:?}");
     // When the stream stops, a few frames are bridged, then it is silence.
     for _ in 0..10 {
         rx.next_frame();
     }
-    let s = rx.stats();
-    // Silent: the first tick (filling the buffer) and the seven after the bridge.
-    assert_eq!((s.concealed, s.silent), (1 + 3, 1 + 7), "{s:?}");
+    let end = rx.stats();
+    assert_eq!(
+        (end.concealed, end.silent - s.silent),
+        (1 + 3, 7),
+        "{end:?}"
+    );
     assert!(rx.next_frame().samples().iter().all(|&x| x == 0));
 }
 
@@ -313,4 +321,53 @@ fn a_dynamic_payload_type_replaces_the_static_one_both_ways() {
         assert_eq!(negotiated.on_datagram(&packet), Ok(()));
     }
     assert_eq!(negotiated.stats().packets, 3);
+}
+
+#[test]
+fn on_a_clean_stream_each_packet_plays_in_the_tick_it_arrives() {
+    let codec = RtpCodec::Pcmu;
+    let mut tx = RtpSender::new(codec, 5, 0, 0).unwrap();
+    let mut rx = RtpReceiver::new(codec).unwrap();
+    for (i, f) in frames(codec.pcm_rate(), 500.0, 100).iter().enumerate() {
+        rx.on_datagram(tx.packetize(f).unwrap()).unwrap();
+        rx.next_frame();
+        // No frame of delay: everything received so far has played.
+        assert_eq!(rx.stats().decoded, i as u64 + 1);
+    }
+    assert_eq!(rx.stats().concealed, 0);
+}
+
+#[test]
+fn under_jitter_the_buffer_deepens_and_stops_concealing() {
+    let codec = RtpCodec::Pcmu;
+    let mut tx = RtpSender::new(codec, 5, 0, 0).unwrap();
+    let mut rx = RtpReceiver::new(codec).unwrap();
+    let packets: Vec<Vec<u8>> = frames(codec.pcm_rate(), 500.0, 600)
+        .iter()
+        .map(|f| tx.packetize(f).unwrap().to_vec())
+        .collect();
+    // Each packet is 0 to 3 ticks late, in a fixed scattered pattern.
+    let arrival = |seq: usize| seq + (seq * 7 + seq / 5) % 4;
+    let mut concealed_early = 0;
+    let mut concealed_mid = 0;
+    for tick in 0..610 {
+        for (seq, p) in packets.iter().enumerate() {
+            if arrival(seq) == tick {
+                rx.on_datagram(p).unwrap();
+            }
+        }
+        rx.next_frame();
+        if tick == 100 {
+            concealed_early = rx.stats().concealed;
+        }
+        if tick == 300 {
+            concealed_mid = rx.stats().concealed;
+        }
+    }
+    let s = rx.stats();
+    // A one-frame buffer first loses the late packets, then deepens to the delay spread and
+    // loses no more (the last ticks only bridge the stream's end).
+    assert!(concealed_early > 0, "the delays were felt at first: {s:?}");
+    assert!(s.concealed <= concealed_mid + 3, "{s:?}");
+    assert!(s.decoded >= 600 - concealed_mid, "{s:?}");
 }
