@@ -33,6 +33,7 @@
 //! once is never cut: its writes are large, what comes after it does not keep pace, and its
 //! queue is far above the guard's ceiling.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -43,6 +44,10 @@ use crate::rate::SampleRate;
 
 /// Default capacity of a playout ring: room for a long utterance pushed all at once.
 pub const DEFAULT_CAPACITY_MS: u64 = 30_000;
+
+/// The ring of a streaming playout ([`RingConfig::streaming_playout`]): a second, far more
+/// than one tick's pull while the producer tops it up every tick.
+pub const STREAMING_RING_MS: u64 = 1_000;
 
 /// Samples converted from bytes per step of [`PcmProducer::push_bytes`].
 const CONVERT_CHUNK: usize = 256;
@@ -61,6 +66,9 @@ pub struct RingConfig {
     pub tail_grace_ticks: u32,
     /// Whether the consumer drops standing latency (see the module documentation).
     pub standing_guard: bool,
+    /// Audio beyond the ring's capacity that the producer keeps on its side until the ring
+    /// has room, in milliseconds (0: none, what does not fit is dropped).
+    pub overflow_ms: u64,
 }
 
 impl RingConfig {
@@ -71,14 +79,20 @@ impl RingConfig {
             capacity_ms: DEFAULT_CAPACITY_MS,
             tail_grace_ticks: DEFAULT_TAIL_GRACE_TICKS,
             standing_guard: false,
+            overflow_ms: 0,
         }
     }
 
-    /// A playout ring whose consumer drops standing latency: for a writer that may stream
-    /// in real time (an agent's TTS), so that late chunks do not add up.
+    /// An agent's playout ring: a writer that may stream in real time (so the consumer
+    /// drops standing latency, and late chunks do not add up) or queue a long utterance at
+    /// once. The ring holds [`STREAMING_RING_MS`]; the rest of an utterance, up to the
+    /// usual 30 s, waits on the producer's side and moves in as the ring drains
+    /// ([`PcmProducer::pump`]). A call that streams never touches more than the small ring.
     pub fn streaming_playout(rate: SampleRate) -> RingConfig {
         RingConfig {
             standing_guard: true,
+            capacity_ms: STREAMING_RING_MS,
+            overflow_ms: DEFAULT_CAPACITY_MS - STREAMING_RING_MS,
             ..RingConfig::playout(rate)
         }
     }
@@ -227,6 +241,8 @@ pub fn pcm_ring(config: RingConfig) -> (PcmProducer, PcmConsumer) {
             pending_byte: None,
             rate: config.rate,
             stats: Arc::clone(&stats),
+            overflow: VecDeque::new(),
+            overflow_limit: config.rate.ms_to_samples(config.overflow_ms),
         },
         PcmConsumer {
             inner: cons,
@@ -245,6 +261,11 @@ pub struct PcmProducer {
     pending_byte: Option<u8>,
     rate: SampleRate,
     stats: Arc<RingStats>,
+    /// Samples written beyond the ring's capacity, waiting on the producer's side (a long
+    /// utterance); allocated only while something waits.
+    overflow: VecDeque<i16>,
+    /// Most samples the overflow holds; 0 for a ring without one.
+    overflow_limit: usize,
 }
 
 impl PcmProducer {
@@ -265,22 +286,20 @@ impl PcmProducer {
         }
         let pairs = &bytes[..whole];
         let n = pairs.len() / 2;
-        let fit = n.min(self.inner.vacant_len());
         // Convert through a small stack buffer so that the ring takes whole slices (a
         // per-sample iterator push costs several times more).
         let mut chunk = [0i16; CONVERT_CHUNK];
-        let mut pushed = 0;
-        for bytes in pairs[..fit * 2].chunks(CONVERT_CHUNK * 2) {
+        let mut more = PushOutcome::default();
+        for bytes in pairs.chunks(CONVERT_CHUNK * 2) {
             let samples = &mut chunk[..bytes.len() / 2];
             for (s, b) in samples.iter_mut().zip(bytes.chunks_exact(2)) {
                 *s = i16::from_le_bytes([b[0], b[1]]);
             }
-            pushed += self.inner.push_slice(samples);
+            let got = self.queue(samples);
+            more.accepted += got.accepted;
+            more.dropped += got.dropped;
         }
-        let more = PushOutcome {
-            accepted: pushed,
-            dropped: n - pushed,
-        };
+        debug_assert_eq!(more.accepted + more.dropped, n);
         self.account(more);
         PushOutcome {
             accepted: outcome.accepted + more.accepted,
@@ -290,13 +309,58 @@ impl PcmProducer {
 
     /// Queues samples; what does not fit is dropped and counted.
     pub fn push_samples(&mut self, samples: &[i16]) -> PushOutcome {
-        let pushed = self.inner.push_slice(samples);
-        let outcome = PushOutcome {
-            accepted: pushed,
-            dropped: samples.len() - pushed,
-        };
+        let outcome = self.queue(samples);
         self.account(outcome);
         outcome
+    }
+
+    /// Into the ring, and what does not fit into the overflow (if the ring has one), in
+    /// order: once anything waits in the overflow, new samples queue behind it.
+    fn queue(&mut self, samples: &[i16]) -> PushOutcome {
+        self.pump();
+        let mut accepted = 0;
+        if self.overflow.is_empty() {
+            accepted = self.inner.push_slice(samples);
+        }
+        let rest = &samples[accepted..];
+        let take = rest
+            .len()
+            .min(self.overflow_limit.saturating_sub(self.overflow.len()));
+        self.overflow.extend(&rest[..take]);
+        accepted += take;
+        PushOutcome {
+            accepted,
+            dropped: samples.len() - accepted,
+        }
+    }
+
+    /// Moves what waits in the overflow into the ring as far as it has room; returns the
+    /// samples moved. A leg with an overflow calls it at least once a tick (the agent
+    /// socket does it on every pump); writes do it too. An emptied overflow gives its memory
+    /// back.
+    pub fn pump(&mut self) -> usize {
+        if self.overflow.is_empty() {
+            return 0;
+        }
+        let (front, back) = self.overflow.as_slices();
+        let mut moved = self.inner.push_slice(front);
+        if moved == front.len() {
+            moved += self.inner.push_slice(back);
+        }
+        self.overflow.drain(..moved);
+        if self.overflow.is_empty() {
+            self.overflow = VecDeque::new();
+        }
+        moved
+    }
+
+    /// Drops what waits in the overflow (barge-in: the ring itself is flushed by its
+    /// consumer), counted as flushed so that playout positions stay right.
+    pub fn discard_overflow(&mut self) -> usize {
+        let n = self.overflow.len();
+        self.overflow = VecDeque::new();
+        RingStats::add(&self.stats.samples_flushed, n);
+        n
     }
 
     fn account(&self, outcome: PushOutcome) {
@@ -318,9 +382,9 @@ impl PcmProducer {
         self.pending_byte.is_some()
     }
 
-    /// Samples queued and not yet pulled.
+    /// Samples queued and not yet pulled, the overflow included.
     pub fn queued_samples(&self) -> usize {
-        self.inner.occupied_len()
+        self.inner.occupied_len() + self.overflow.len()
     }
 
     /// Queued audio in milliseconds: lets an agent pace its TTS.
@@ -328,9 +392,9 @@ impl PcmProducer {
         self.rate.samples_to_ms(self.queued_samples())
     }
 
-    /// Room left, in samples.
+    /// Room left, in samples, the overflow's included.
     pub fn free_samples(&self) -> usize {
-        self.inner.vacant_len()
+        self.inner.vacant_len() + self.overflow_limit.saturating_sub(self.overflow.len())
     }
 
     /// The ring's rate.

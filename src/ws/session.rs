@@ -365,6 +365,8 @@ fn next_pump(grid: Instant, now: Instant, got_frame: bool) -> Instant {
 /// Moves every whole frame of return audio to the socket, and answers reached marks;
 /// returns the frames sent.
 async fn pump_audio(session: &mut Session, a: &mut Audio) -> Result<usize, actix_ws::Closed> {
+    // The rest of a long utterance waits on this side of the input ring: top the ring up.
+    a.input().pump();
     let played = a.leg.ends.input.stats().consumed_position();
     while let Some((_, at)) = a.marks.front() {
         if *at > played {
@@ -626,6 +628,7 @@ async fn handle_text(
         }
         ClientMessage::StopSpeaking => {
             if let Some(a) = audio.as_mut() {
+                a.input().discard_overflow();
                 a.leg.flush();
                 let samples_played = a.leg.ends.input.stats().snapshot().samples_played;
                 while let Some((name, _)) = a.marks.pop_front() {

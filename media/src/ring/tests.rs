@@ -334,3 +334,50 @@ fn a_paused_writer_is_not_trimmed() {
     assert_eq!(rx.stats().snapshot().samples_trimmed, 0);
     assert_eq!(rx.stats().snapshot().samples_played, 2 * frame as u64);
 }
+
+#[test]
+fn an_utterance_longer_than_the_ring_waits_in_the_overflow_and_plays_in_order() {
+    let rate = SampleRate::HZ_16000;
+    let frame = rate.frame_samples();
+    let (mut tx, mut rx) = pcm_ring(RingConfig::streaming_playout(rate));
+    // Eleven seconds, numbered, in one write: the ring takes one second, the rest waits.
+    let utterance: Vec<i16> = (0..550 * frame).map(|i| (i % 30_000) as i16).collect();
+    let out = tx.push_samples(&utterance);
+    assert_eq!((out.accepted, out.dropped), (utterance.len(), 0));
+    assert_eq!(tx.queued_samples(), utterance.len());
+    assert_eq!(rx.queued_samples(), 50 * frame, "the ring holds one second");
+    let mut played = Vec::with_capacity(utterance.len());
+    let mut buf = vec![0i16; frame];
+    for _ in 0..560 {
+        tx.pump();
+        if rx.pull_frame(&mut buf) == Pull::Frame {
+            played.extend_from_slice(&buf);
+        }
+    }
+    assert_eq!(played, utterance, "every sample, in order");
+    assert_eq!(tx.queued_samples(), 0);
+}
+
+#[test]
+fn the_overflow_is_bounded_at_thirty_seconds_and_emptied_by_a_barge_in() {
+    let rate = SampleRate::HZ_8000;
+    let (mut tx, rx) = pcm_ring(RingConfig::streaming_playout(rate));
+    let out = tx.push_samples(&vec![1i16; 31 * 8_000]);
+    assert_eq!(out.accepted, 30 * 8_000);
+    assert_eq!(out.dropped, 8_000);
+    assert_eq!(tx.free_samples(), 0);
+    let waiting = tx.queued_samples() - rx.queued_samples();
+    assert_eq!(tx.discard_overflow(), waiting);
+    // Flushed samples count as consumed: playout positions stay consistent.
+    let s = rx.stats().snapshot();
+    assert_eq!(s.samples_flushed, waiting as u64);
+    assert_eq!(tx.queued_samples(), rx.queued_samples());
+}
+
+#[test]
+fn a_plain_ring_has_no_overflow() {
+    let (mut tx, _rx) = ring_8k(100);
+    let out = tx.push_samples(&[1i16; 2_000]);
+    assert_eq!((out.accepted, out.dropped), (800, 1_200));
+    assert_eq!(tx.pump(), 0);
+}
