@@ -65,10 +65,8 @@ use chamade_media::opus::{MAX_PACKET_BYTES, OpusConfig, OpusEncoder};
 use chamade_media::{Frame, SampleRate};
 use futures_util::StreamExt;
 use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::configuration::media_engine::MIME_TYPE_OPUS;
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
-    RtpCodecKind,
+    RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
@@ -499,19 +497,6 @@ impl PeerConnectionEventHandler for Handler {
     }
 }
 
-fn opus_codec() -> RTCRtpCodecParameters {
-    RTCRtpCodecParameters {
-        rtp_codec: RTCRtpCodec {
-            mime_type: MIME_TYPE_OPUS.to_owned(),
-            clock_rate: 48_000,
-            channels: 2,
-            sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
-            rtcp_feedback: vec![],
-        },
-        payload_type: PAYLOAD_TYPE,
-    }
-}
-
 /// A joined peer.
 struct Peer {
     room: usize,
@@ -538,7 +523,10 @@ async fn join_peer(
     let deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
     let mut media_engine = MediaEngine::default();
     media_engine
-        .register_codec(opus_codec(), RtpCodecKind::Audio)
+        .register_codec(
+            chamade_actors::bridge::webrtc::opus_codec(),
+            RtpCodecKind::Audio,
+        )
         .map_err(|e| format!("register Opus: {e}"))?;
     let registry = register_default_interceptors(Registry::new(), &mut media_engine)
         .map_err(|e| format!("interceptors: {e}"))?;
@@ -578,7 +566,7 @@ async fn join_peer(
                 ssrc: Some(ssrc),
                 ..Default::default()
             },
-            codec: opus_codec().rtp_codec,
+            codec: chamade_actors::bridge::webrtc::opus_codec().rtp_codec,
             ..Default::default()
         }],
     )));

@@ -8,10 +8,8 @@ use bytes::Bytes;
 use chamade_media::opus::{OpusConfig, OpusDecoder, OpusEncoder};
 use chamade_media::{Frame, SampleRate};
 use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::configuration::media_engine::MIME_TYPE_OPUS;
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
-    RtpCodecKind,
+    RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
 use tokio::sync::{mpsc, watch};
 use webrtc::media_stream::track_local::TrackLocal;
@@ -77,26 +75,16 @@ impl PeerConnectionEventHandler for Handler {
     }
 }
 
-fn opus() -> RTCRtpCodecParameters {
-    RTCRtpCodecParameters {
-        rtp_codec: RTCRtpCodec {
-            mime_type: MIME_TYPE_OPUS.to_owned(),
-            clock_rate: 48_000,
-            channels: 2,
-            sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
-            rtcp_feedback: vec![],
-        },
-        payload_type: 111,
-    }
-}
-
 impl WhipClient {
     /// Offers audio to `url` (a WHIP or WHEP endpoint) with `Authorization: Bearer
     /// {bearer}`; connects when the answer is 201, else returns the status and body.
     pub async fn join(url: &str, bearer: &str) -> Result<WhipClient, String> {
         let mut media_engine = MediaEngine::default();
         media_engine
-            .register_codec(opus(), RtpCodecKind::Audio)
+            .register_codec(
+                chamade_actors::bridge::webrtc::opus_codec(),
+                RtpCodecKind::Audio,
+            )
             .expect("codec");
         let registry =
             register_default_interceptors(Registry::new(), &mut media_engine).expect("registry");
@@ -135,7 +123,7 @@ impl WhipClient {
                     ssrc: Some(ssrc),
                     ..Default::default()
                 },
-                codec: opus().rtp_codec,
+                codec: chamade_actors::bridge::webrtc::opus_codec().rtp_codec,
                 ..Default::default()
             }],
         )));

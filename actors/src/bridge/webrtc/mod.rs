@@ -19,6 +19,7 @@ mod peer;
 
 pub use peer::{
     AnswerError, Direction, IceServer, Negotiated, PeerEnd, PeerHandle, WebRtcSettings, answer,
+    opus_codec,
 };
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

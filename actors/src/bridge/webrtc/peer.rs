@@ -231,8 +231,9 @@ impl PeerConnectionEventHandler for Handler {
 }
 
 /// The Opus codec as we register it: what browsers offer (48 kHz, two channels in SDP,
-/// though we send and decode mono; RFC 7587 §7).
-fn opus_codec() -> RTCRtpCodecParameters {
+/// though we send and decode mono; RFC 7587 §7). Public so that test and load clients offer
+/// exactly what the gateway answers.
+pub fn opus_codec() -> RTCRtpCodecParameters {
     RTCRtpCodecParameters {
         rtp_codec: RTCRtpCodec {
             mime_type: MIME_TYPE_OPUS.to_owned(),
