@@ -250,13 +250,19 @@ pub struct RtpReceiver {
     dry: u32,
 }
 
+/// The least depth of a receiving leg's adaptive jitter buffer: 40 ms. It deepens from there
+/// under jitter and shrinks back to it. A one-frame floor cuts about 20 ms of latency on a
+/// clean network (measured in docs/PERFORMANCE.md), but on a loaded machine it concealed
+/// enough of a call's first seconds to fail an audio check, so it is not the default yet.
+const RECEIVE_JITTER_FLOOR: FrameCount = FrameCount::new(2);
+
 /// Frames a stream that runs dry is bridged with concealment before it falls silent: a
 /// buffer that runs dry mid-stream (a stall longer than its depth) must sound like a loss,
 /// not a cut.
 const BRIDGED_DRY_FRAMES: u32 = 3;
 
 impl RtpReceiver {
-    /// A receiver for `codec` with the default jitter buffer (40 ms).
+    /// A receiver for `codec` with an adaptive jitter buffer from 40 ms.
     pub fn new(codec: RtpCodec) -> Result<RtpReceiver, RtpError> {
         let rate = codec.pcm_rate();
         let decoder = match codec {
@@ -269,7 +275,7 @@ impl RtpReceiver {
             codec,
             jitter: Jitter::new(
                 codec,
-                JitterConfig::adaptive(FrameCount::new(1), JitterConfig::DEFAULT_MAX_DEPTH)
+                JitterConfig::adaptive(RECEIVE_JITTER_FLOOR, JitterConfig::DEFAULT_MAX_DEPTH)
                     .unwrap_or_default(),
             ),
             decoder,
