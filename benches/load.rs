@@ -45,7 +45,6 @@
 //! bounded, and a watchdog ends the process if the run overstays its bound.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::IpAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -57,6 +56,12 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::MissedTickBehavior;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+// Only the loopback guard and the clock rate are used here.
+#[allow(dead_code)]
+#[path = "common/procfs.rs"]
+mod procfs;
+use procfs::{check_loopback, clock_ticks};
 
 const USAGE: &str = "usage: cargo bench --bench load -- --url http://127.0.0.1:PORT --key KEY \
 [--calls M] [--agents K] [--rate HZ] [--seconds S] [--server-pid PID] [--warmup S] \
@@ -263,22 +268,9 @@ impl Opts {
 
 /// `ws://host:port` for an `http://` URL whose host is a loopback address; refuses others.
 fn loopback_ws_base(url: &str) -> Result<String, String> {
+    check_loopback(url)?;
     let parsed = reqwest::Url::parse(url).map_err(|e| format!("--url {url}: {e}"))?;
-    if parsed.scheme() != "http" {
-        return Err("--url must be http:// (plain, on loopback)".into());
-    }
     let host = parsed.host_str().ok_or("--url has no host")?;
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    let loopback = bare.eq_ignore_ascii_case("localhost")
-        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
-    if !loopback {
-        return Err(format!(
-            "--url host {host} is not a loopback address; this driver only loads a local server"
-        ));
-    }
-    if parsed.path() != "/" || parsed.query().is_some() {
-        return Err("--url must be the server's base URL (no path or query)".into());
-    }
     let port = parsed.port_or_known_default().unwrap_or(80);
     Ok(format!("ws://{host}:{port}"))
 }
@@ -907,16 +899,6 @@ fn proc_sample(pid: &str) -> Option<ProcSample> {
         hwm_kib: kib("VmHWM:"),
         at: Instant::now(),
     })
-}
-
-fn clock_ticks() -> f64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
 }
 
 fn cpu_percent(a: &ProcSample, b: &ProcSample, hz: f64) -> f64 {
