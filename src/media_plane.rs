@@ -44,6 +44,11 @@ impl AgentLeg {
     pub fn flush(&self) {
         self.ends.stats.request_flush();
     }
+
+    /// The participant id it was seated under.
+    pub fn participant(&self) -> u64 {
+        self.participant
+    }
 }
 
 /// Why audio could not be set up.
@@ -144,12 +149,18 @@ impl MediaPlane {
 
     /// Runs `endpoint` on the shard of `room`, around every mix, until it is done. Its
     /// participant must have been seated in `room` (by [`join`](Self::join)) before.
-    pub fn attach(&self, room: u64, endpoint: Box<dyn Endpoint>) -> Result<(), MediaError> {
+    pub fn attach(
+        &self,
+        room: u64,
+        participant: u64,
+        endpoint: Box<dyn Endpoint>,
+    ) -> Result<(), MediaError> {
         self.pool
             .send(
                 Self::shard_of(room),
                 ShardCommand::AddEndpoint {
                     room: RoomId(room),
+                    participant: ParticipantId(participant),
                     endpoint,
                 },
             )

@@ -104,6 +104,7 @@ impl RtpLeg {
         stopped: oneshot::Receiver<()>,
     ) -> LegEnd {
         let (done_tx, done) = oneshot::channel();
+        let participant = self.leg.participant();
         let endpoint = match ShardLeg::new(self, stopped, done_tx) {
             Ok(endpoint) => endpoint,
             Err(e) => {
@@ -111,7 +112,7 @@ impl RtpLeg {
                 return LegEnd::RoomGone;
             }
         };
-        if let Err(e) = media.attach(media_room, Box::new(endpoint)) {
+        if let Err(e) = media.attach(media_room, participant, Box::new(endpoint)) {
             tracing::warn!(error = %e, "RTP leg not started");
             return LegEnd::RoomGone;
         }
@@ -157,6 +158,8 @@ struct ShardLeg {
     last_heard: u64,
     next_report: u64,
     buf: Box<[u8; MAX_DATAGRAM]>,
+    /// Frames leave as they arrive (see [`Endpoint::forward`]) instead of once per tick.
+    forwarding: bool,
 }
 
 impl ShardLeg {
@@ -221,6 +224,7 @@ impl ShardLeg {
             last_heard: 0,
             next_report: ticks_of(RTCP_INTERVAL),
             buf: Box::new([0u8; MAX_DATAGRAM]),
+            forwarding: false,
         })
     }
 
@@ -337,10 +341,51 @@ impl Endpoint for ShardLeg {
                 Err(mpsc::error::TryRecvError::Disconnected) => self.dtmf_digits = None,
             }
         }
-        self.leg
-            .ends
-            .input
-            .push_samples(self.receiver.next_frame().samples());
+        if self.forwarding {
+            self.receiver.skip_tick();
+        } else {
+            self.leg
+                .ends
+                .input
+                .push_samples(self.receiver.next_frame().samples());
+        }
+        Step::Continue
+    }
+
+    fn can_forward(&self) -> bool {
+        true
+    }
+
+    fn set_forwarding(&mut self, on: bool) {
+        self.forwarding = on;
+    }
+
+    fn forward(&mut self, sink: &mut dyn FnMut(&[i16])) -> usize {
+        self.receiver.forward_frames(|frame| sink(frame.samples()))
+    }
+
+    fn flush_output(&mut self) -> Step {
+        // Telephone-events keep their packet times on the tick; audio forwarded to this
+        // leg between ticks leaves now, unless an event holds the stream.
+        if !self.keys.is_idle() {
+            return Step::Continue;
+        }
+        let frame = self.out.samples().len();
+        while let Some(output) = self.leg.ends.output.as_mut()
+            && output.queued_samples() >= frame
+            && output.pull_frame(self.out.samples_mut()) == Pull::Frame
+        {
+            let sent = self.sender.packetize(&self.out).is_ok_and(|packet| {
+                if self.connected {
+                    self.socket.send(packet).is_ok()
+                } else {
+                    self.socket.send_to(packet, self.remote).is_ok()
+                }
+            });
+            if sent {
+                self.counters.rtp_out.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         Step::Continue
     }
 

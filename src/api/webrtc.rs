@@ -415,7 +415,7 @@ async fn join(
         .map_err(|e| ApiError::internal(e.to_string()))
         .and_then(|e| {
             svc.media
-                .attach(media_room, Box::new(e))
+                .attach(media_room, participant, Box::new(e))
                 .map_err(|e| ApiError::internal(e.to_string()))
         });
     if let Err(e) = attached {

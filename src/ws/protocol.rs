@@ -59,7 +59,9 @@ pub struct CallStats {
     /// Always `call_stats`.
     #[serde(rename = "type")]
     pub kind: &'static str,
-    /// How the room moves audio now: `mixing` (the 20 ms mix-minus tick).
+    /// How the room moves audio now: `forwarding` (at most two voices: each one's frames
+    /// go to the other as they arrive) or `mixing` (three or more: the 20 ms mix-minus
+    /// tick).
     pub mode: &'static str,
     /// The agent's audio queued for playout, in ms.
     pub queued_ms: u64,
@@ -116,6 +118,10 @@ pub struct RoomCounters {
     pub talker_frames: u64,
     /// Most talkers in one tick.
     pub max_talkers: u64,
+    /// Frames delivered by the forwarding fast path as they arrived, not on a tick.
+    pub forwarded_frames: u64,
+    /// Switches between forwarding and mixing so far.
+    pub mode_switches: u64,
 }
 
 /// The reply to `audio_config`.

@@ -236,7 +236,22 @@ async fn run(
             } => {
                 if let Some(a) = audio.as_mut() {
                     let Ok(sent) = pump_audio(&mut session, a).await else { break };
-                    a.next_pump = next_pump(a.leg.grid, Instant::now(), sent > 0 || !a.receive);
+                    // A forwarded frame comes when it arrives, not on the grid: no retries.
+                    let settled = sent > 0 || !a.receive || a.leg.ends.stats.is_forwarded();
+                    a.next_pump = next_pump(a.leg.grid, Instant::now(), settled);
+                }
+            }
+            // A frame forwarded between ticks: send it now.
+            _ = async {
+                match audio.as_ref() {
+                    Some(a) if a.receive => a.leg.ends.stats.output_ready().notified().await,
+                    _ => std::future::pending().await,
+                }
+            } => {
+                if let Some(a) = audio.as_mut()
+                    && send_return_audio(&mut session, a).await.is_err()
+                {
+                    break;
                 }
             }
             _ = async {
@@ -386,6 +401,14 @@ async fn pump_audio(session: &mut Session, a: &mut Audio) -> Result<usize, actix
             .await?;
         }
     }
+    send_return_audio(session, a).await
+}
+
+/// Sends every whole frame waiting in the output ring; returns the frames sent.
+async fn send_return_audio(
+    session: &mut Session,
+    a: &mut Audio,
+) -> Result<usize, actix_ws::Closed> {
     let Audio {
         leg,
         rate,
@@ -430,9 +453,14 @@ fn call_stats(
         None => (Default::default(), SampleRate::HZ_48000, 0),
     };
     let out = p.output_ring.unwrap_or_default();
+    let room_snap = room.map(|r| r.snapshot());
     CallStats {
         kind: "call_stats",
-        mode: "mixing",
+        mode: if room_snap.is_none_or(|r| r.forwarding) {
+            "forwarding"
+        } else {
+            "mixing"
+        },
         queued_ms,
         underruns: p.input_ring.underruns,
         overruns: p.input_ring.overruns,
@@ -442,14 +470,13 @@ fn call_stats(
         return_overruns: p.output_overruns,
         return_trimmed_ms: rate
             .samples_to_ms(usize::try_from(out.samples_trimmed).unwrap_or(usize::MAX)),
-        room: room.map_or_else(RoomCounters::default, |r| {
-            let s = r.snapshot();
-            RoomCounters {
-                ticks: s.ticks,
-                silent_ticks: s.silent_ticks,
-                talker_frames: s.talker_frames,
-                max_talkers: s.max_talkers,
-            }
+        room: room_snap.map_or_else(RoomCounters::default, |s| RoomCounters {
+            ticks: s.ticks,
+            silent_ticks: s.silent_ticks,
+            talker_frames: s.talker_frames,
+            max_talkers: s.max_talkers,
+            forwarded_frames: s.forwarded_frames,
+            mode_switches: s.mode_switches,
         }),
         phone: phone.map(|c| {
             let get =

@@ -144,6 +144,22 @@ impl Jitter {
         };
     }
 
+    /// Takes the oldest packet held, at once (forwarding), and hands its bytes to
+    /// `use_bytes`.
+    fn take_with<R>(&mut self, use_bytes: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        match self {
+            Jitter::G711(j) => j.take_next().map(|p| use_bytes(p.bytes())),
+            Jitter::Opus(j) => j.take_next().map(|p| use_bytes(p.bytes())),
+        }
+    }
+
+    fn skip_tick(&mut self) {
+        match self {
+            Jitter::G711(j) => j.skip_tick(),
+            Jitter::Opus(j) => j.skip_tick(),
+        }
+    }
+
     /// Pops the packet due now and hands its bytes to `use_bytes`.
     fn pop_with<R>(&mut self, use_bytes: impl FnOnce(&[u8]) -> R) -> Playout<R> {
         fn map<T, R>(p: Playout<T>, f: impl FnOnce(T) -> R) -> Playout<R> {
@@ -417,6 +433,41 @@ impl RtpReceiver {
             }
         }
         &self.frame
+    }
+
+    /// Forwarding: decodes every packet that can play now, oldest first, without jitter
+    /// delay, and hands each frame to `sink`; returns the frames handed over. A gap is passed
+    /// over (the stream is forwarded as it arrives, as a pass-through gateway would).
+    /// [`skip_tick`](Self::skip_tick) must then stand in for [`next_frame`](Self::next_frame)
+    /// on every tick.
+    pub fn forward_frames(&mut self, mut sink: impl FnMut(&Frame)) -> usize {
+        let mut n = 0;
+        loop {
+            let (decoder, frame) = (&mut self.decoder, &mut self.frame);
+            let taken = self.jitter.take_with(|bytes| match decoder {
+                Decoder::Pcmu => g711::ulaw::decode(bytes, frame.samples_mut()).map(|_| ()),
+                Decoder::Pcma => g711::alaw::decode(bytes, frame.samples_mut()).map(|_| ()),
+                Decoder::Opus(d) => d.decode(bytes, frame).map(|_| ()),
+            });
+            match taken {
+                None => return n,
+                Some(Ok(())) => {
+                    self.concealer.good(&mut self.frame);
+                    self.stats.decoded += 1;
+                    self.dry = 0;
+                    sink(&self.frame);
+                    n += 1;
+                }
+                // An undecodable packet is dropped: forwarding conceals nothing.
+                Some(Err(_)) => self.stats.refused += 1,
+            }
+        }
+    }
+
+    /// A tick passes while the leg forwards: the jitter buffer's clock moves on so that
+    /// ticked playout resumes with a true jitter estimate.
+    pub fn skip_tick(&mut self) {
+        self.jitter.skip_tick();
     }
 
     fn conceal(&mut self) {

@@ -89,6 +89,12 @@ pub trait Clock {
     fn now(&mut self) -> Duration;
     /// Blocks until `deadline` (returns at once if it has passed).
     fn sleep_until(&mut self, deadline: Duration);
+
+    /// Whether this clock is the machine's: only then may the shard wait on sockets
+    /// between ticks, since a stepped test clock does not move while it blocks.
+    fn is_real(&self) -> bool {
+        false
+    }
 }
 
 /// The monotonic system clock, with its origin at construction.
@@ -126,6 +132,10 @@ impl Clock for SystemClock {
         if deadline > now {
             std::thread::sleep(deadline - now);
         }
+    }
+
+    fn is_real(&self) -> bool {
+        true
     }
 }
 

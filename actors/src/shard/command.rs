@@ -49,6 +49,8 @@ pub enum ShardCommand {
     AddEndpoint {
         /// The room its participant sits in.
         room: RoomId,
+        /// The participant whose audio it carries.
+        participant: ParticipantId,
         /// The endpoint; it leaves the shard when it returns [`Step::Done`](super::Step).
         endpoint: Box<dyn Endpoint>,
     },

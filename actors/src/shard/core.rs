@@ -12,6 +12,7 @@ use chamade_media::resample::Resampler;
 use chamade_media::ring::PcmProducer;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
+use super::Step;
 use super::command::{Disposed, Rejection, ShardCommand};
 use super::endpoint::Endpoints;
 use super::media::{Member, ParticipantMedia, RoomMedia, SharedLane, listens, talks};
@@ -73,7 +74,13 @@ pub struct ShardCore {
     disposer: Disposer,
     /// Ticks run so far; the tick in progress is `tick + 1`.
     tick: u64,
+    /// Scratch lists of endpoint indices (ready to read, to flush), reserved up front.
+    ready: Vec<usize>,
+    flush: Vec<usize>,
 }
+
+/// Most datagrams one forwarding endpoint reads per wake-up between ticks.
+const MAX_READS_PER_ARRIVAL: usize = 8;
 
 impl ShardCore {
     /// A shard that sends what it is done with to `disposal` (a bounded channel: when it is
@@ -93,6 +100,8 @@ impl ShardCore {
                 tx: disposal,
             },
             tick: 0,
+            ready: Vec::with_capacity(DEFAULT_ENDPOINT_CAPACITY),
+            flush: Vec::with_capacity(DEFAULT_ENDPOINT_CAPACITY),
         }
     }
 
@@ -174,8 +183,13 @@ impl ShardCore {
                 },
             },
             ShardCommand::RemoveParticipant { room, participant } => {
+                let endpoints = &mut self.endpoints;
                 let found = self.rooms.get_mut(&room).and_then(|r| {
                     let index = r.members.iter().position(|m| m.id == participant)?;
+                    if let Some((slot, _)) = r.members[index].endpoint {
+                        endpoints.set_forwarding(slot, false);
+                    }
+                    r.plan_dirty = true;
                     Some(unseat(r, index))
                 });
                 match found {
@@ -217,6 +231,11 @@ impl ShardCore {
                         None
                     }
                 };
+                if refused.is_none()
+                    && let Some(r) = self.rooms.get_mut(&room)
+                {
+                    r.plan_dirty = true;
+                }
                 if let Some(reason) = refused {
                     d.reject(
                         reason,
@@ -228,16 +247,28 @@ impl ShardCore {
                     );
                 }
             }
-            ShardCommand::AddEndpoint { room, endpoint } => {
-                if self.rooms.contains_key(&room) {
-                    self.endpoints.add(endpoint);
-                } else {
-                    d.reject(
-                        Rejection::UnknownRoom(room),
-                        ShardCommand::AddEndpoint { room, endpoint },
-                    );
+            ShardCommand::AddEndpoint {
+                room,
+                participant,
+                endpoint,
+            } => match self.rooms.get_mut(&room) {
+                Some(r) => {
+                    let can_forward = endpoint.can_forward();
+                    let index = self.endpoints.add(room, participant, endpoint);
+                    if let Some(m) = r.members.iter_mut().find(|m| m.id == participant) {
+                        m.endpoint = Some((index, can_forward));
+                        r.plan_dirty = true;
+                    }
                 }
-            }
+                None => d.reject(
+                    Rejection::UnknownRoom(room),
+                    ShardCommand::AddEndpoint {
+                        room,
+                        participant,
+                        endpoint,
+                    },
+                ),
+            },
         }
         d.stats.set_population(self.rooms.len(), self.participants);
     }
@@ -249,19 +280,100 @@ impl ShardCore {
     pub fn tick(&mut self) {
         let now = self.tick + 1;
         self.tick = now;
-        let disposer = &self.disposer;
-        let dispose = |e| disposer.dispose(Disposed::Endpoint(e));
         self.endpoints.receive();
-        self.endpoints
-            .run(|e, watched| e.before_mix(watched), dispose);
-        let stats = &*self.disposer.stats;
         for room in self.rooms.values_mut() {
+            if room.plan_dirty {
+                replan(room, &mut self.endpoints, now);
+            }
+        }
+        // Whatever forwarding endpoints hold (read just now, or buffered while their room
+        // mixed) leaves before the mix.
+        self.ready.clear();
+        self.ready.extend_from_slice(&self.endpoints.forwarding);
+        for k in 0..self.ready.len() {
+            let index = self.ready[k];
+            self.forward_from(index, false);
+        }
+        let ShardCore {
+            rooms,
+            endpoints,
+            disposer,
+            ..
+        } = self;
+        endpoints.run(
+            |e, watched| e.before_mix(watched),
+            |room, participant, e| endpoint_done(rooms, disposer, room, participant, e),
+        );
+        let stats = &*disposer.stats;
+        for room in rooms.values_mut() {
             if !room.is_empty() {
                 tick_room(room, now, stats);
             }
         }
-        self.endpoints.run(|e, _| e.after_mix(), dispose);
+        endpoints.run(
+            |e, _| e.after_mix(),
+            |room, participant, e| endpoint_done(rooms, disposer, room, participant, e),
+        );
         stats.tick_done();
+    }
+
+    /// Endpoints forwarding now: the shard waits on their sockets between ticks.
+    pub fn forwarding_endpoints(&self) -> usize {
+        self.endpoints.forwarding.len()
+    }
+
+    /// Between ticks: waits up to `timeout` for a forwarding endpoint's datagram and
+    /// forwards what arrived, so that a frame bound for the one participant who hears it
+    /// leaves as soon as it is decoded instead of at the next tick.
+    pub fn wait_for_arrivals(&mut self, timeout: std::time::Duration) {
+        let mut ready = std::mem::take(&mut self.ready);
+        self.endpoints.wait_arrivals(timeout, &mut ready);
+        for &index in &ready {
+            self.forward_from(index, true);
+        }
+        self.ready = ready;
+    }
+
+    /// Reads a forwarding endpoint's socket (when `read`) and routes every frame it can
+    /// release to the participants it serves; endpoints among those send at once.
+    fn forward_from(&mut self, index: usize, read: bool) {
+        let now = self.tick;
+        let ShardCore {
+            rooms,
+            endpoints,
+            disposer,
+            flush,
+            ..
+        } = self;
+        let Some(slot) = endpoints.slot_mut(index) else {
+            return;
+        };
+        if read {
+            for _ in 0..MAX_READS_PER_ARRIVAL {
+                if !slot.endpoint.on_readable() {
+                    break;
+                }
+            }
+        }
+        let Some(room) = rooms.get_mut(&slot.room) else {
+            return;
+        };
+        let Some(src) = room.members.iter().position(|m| m.id == slot.participant) else {
+            return;
+        };
+        if !room.members[src].forwards {
+            return;
+        }
+        flush.clear();
+        let stats = &*disposer.stats;
+        slot.endpoint
+            .forward(&mut |frame| route(room, src, frame, now, stats, flush));
+        for &j in flush.iter() {
+            if let Some(dest) = endpoints.slot_mut(j) {
+                // A leg that is done is removed by the next tick's `after_mix`.
+                let _: Step = dest.endpoint.flush_output();
+            }
+        }
     }
 
     /// Endpoints running on this shard.
@@ -280,6 +392,25 @@ impl ShardCore {
         self.participants = 0;
         self.disposer.stats.set_population(0, 0);
     }
+}
+
+/// An endpoint that finished: its participant no longer has a leg on the shard (the
+/// room's plan is redone), and the endpoint goes to disposal.
+fn endpoint_done(
+    rooms: &mut HashMap<RoomId, Box<RoomMedia>>,
+    disposer: &Disposer,
+    room: RoomId,
+    participant: ParticipantId,
+    endpoint: Box<dyn super::Endpoint>,
+) {
+    if let Some(r) = rooms.get_mut(&room)
+        && let Some(m) = r.members.iter_mut().find(|m| m.id == participant)
+    {
+        m.endpoint = None;
+        m.forwards = false;
+        r.plan_dirty = true;
+    }
+    disposer.dispose(Disposed::Endpoint(endpoint));
 }
 
 fn unknown(
@@ -314,6 +445,7 @@ fn seat(
         };
         return Err((reason, media));
     }
+    r.plan_dirty = true;
     let slot = match r.mixer.join(media.mode) {
         Ok(slot) => slot,
         Err(_) => {
@@ -331,11 +463,7 @@ fn seat(
     {
         r.lanes.push(lane);
     }
-    r.members.push(Member {
-        id: participant,
-        slot,
-        media,
-    });
+    r.members.push(Member::new(participant, slot, media));
     Ok(())
 }
 
@@ -378,10 +506,20 @@ fn tick_room(room: &mut RoomMedia, now: u64, stats: &ShardStats) {
         mixer,
         members,
         lanes,
+        plan_dirty,
         ..
     } = room;
     for member in members.iter_mut() {
+        if member.forwards {
+            // Its frames went out as they arrived; its mixer input, if anyone still mixes
+            // it, was written then.
+            continue;
+        }
+        let was_voice = member.is_voice();
         pull_input(mixer, member, now, stats);
+        if !was_voice && member.is_voice() {
+            *plan_dirty = true;
+        }
     }
     mixer.mix();
     let talkers = mixer.talkers().count() as u64;
@@ -392,6 +530,17 @@ fn tick_room(room: &mut RoomMedia, now: u64, stats: &ShardStats) {
         let Some(out) = p.output.as_mut() else {
             continue;
         };
+        if member.served_by.is_some() {
+            // Its frames are forwarded as they arrive. Only when its voice has sent nothing
+            // for two ticks does the tick fill in silence, to keep the reader's 20 ms
+            // cadence without adding to a stream that merely jittered.
+            if member.fwd_last + 2 < now {
+                out.buf.fill(0);
+                push_frame(&mut out.ring, &out.buf, &p.stats);
+                p.stats.set_last_output(now, false);
+            }
+            continue;
+        }
         let output = mixer.output(member.slot);
         let shared = matches!(output, Ok(Output::Shared(_)));
         let frame: &[i16] = match output {
@@ -437,6 +586,7 @@ fn pull_input(mixer: &mut MixMinus, member: &mut Member, now: u64, stats: &Shard
     }
     let audio = p.input.pull_frame(&mut p.in_buf).has_audio();
     if audio {
+        member.heard = true;
         p.stats.frame_in();
     } else {
         p.stats.frame_silent();
@@ -529,5 +679,131 @@ fn push_frame(ring: &mut PcmProducer, frame: &[i16], stats: &ParticipantStats) {
         stats.frame_out();
     } else {
         stats.output_overrun();
+    }
+}
+
+/// Decides who hears whom directly. A room with at most two voices forwards: a listener
+/// whose only voice is a leg that can forward gets that voice's frames as they arrive; the
+/// leg switches to forwarding and stays out of the tick's mix unless a third participant
+/// (a listener of both voices) still needs it there. Everything else is mixed on the tick.
+fn replan(room: &mut RoomMedia, endpoints: &mut Endpoints, now: u64) {
+    room.plan_dirty = false;
+    // The first two voices and whether each can forward; a third makes the room mix.
+    let mut voices: [Option<(ParticipantId, bool)>; 2] = [None; 2];
+    let mut count = 0;
+    for m in &room.members {
+        if m.is_voice() {
+            if let Some(v) = voices.get_mut(count) {
+                *v = Some((m.id, m.endpoint.is_some_and(|(_, can)| can)));
+            }
+            count += 1;
+        }
+    }
+    let forwarding = count <= 2;
+    room.stats.set_forwarding(forwarding);
+    for m in room.members.iter_mut() {
+        let mut source = None;
+        if forwarding && m.listens_now() {
+            let mut others = voices.iter().flatten().filter(|(id, _)| *id != m.id);
+            if let (Some(&(id, true)), None) = (others.next(), others.next()) {
+                source = Some(id);
+            }
+        }
+        if source.is_some() && m.served_by != source {
+            // A grace of two ticks before the tick fills in silence for it.
+            m.fwd_last = now;
+        }
+        m.served_by = source;
+        m.media.stats.set_forwarded(source.is_some());
+    }
+    for i in 0..room.members.len() {
+        let id = room.members[i].id;
+        let serves = room.members.iter().any(|d| d.served_by == Some(id));
+        let feeds_mix = serves
+            && room
+                .members
+                .iter()
+                .any(|l| l.id != id && l.listens_now() && l.served_by != Some(id));
+        let m = &mut room.members[i];
+        m.feeds_mix = feeds_mix;
+        if m.forwards != serves {
+            m.forwards = serves;
+            if let Some((index, _)) = m.endpoint {
+                endpoints.set_forwarding(index, serves);
+            }
+        }
+    }
+}
+
+/// Routes one frame a forwarding leg released (at its own rate) to everyone it serves: to
+/// the room's rate through the leg's input resampler, then to each listener's rate through
+/// its output resampler, into its output ring. Agents are woken; endpoints are listed in
+/// `flush` to send at once.
+fn route(
+    room: &mut RoomMedia,
+    src: usize,
+    frame: &[i16],
+    now: u64,
+    stats: &ShardStats,
+    flush: &mut Vec<usize>,
+) {
+    let RoomMedia {
+        mixer,
+        members,
+        stats: room_stats,
+        ..
+    } = room;
+    let Some(source) = members.get_mut(src) else {
+        return;
+    };
+    let (id, slot, feeds_mix) = (source.id, source.slot, source.feeds_mix);
+    let p = &mut *source.media;
+    if p.in_last_fed.saturating_add(1) < now {
+        p.in_resampler.reset();
+    }
+    p.in_last_fed = now;
+    p.in_last_audio = now;
+    p.stats.frame_in();
+    let Ok(room_frame) = mixer.input_mut(slot) else {
+        return;
+    };
+    if p.in_resampler.process(frame, room_frame).is_err() {
+        stats.resample_error();
+        room_frame.fill(0);
+    }
+    for d in members.iter_mut() {
+        if d.served_by != Some(id) {
+            continue;
+        }
+        let p = &mut *d.media;
+        let Some(out) = p.output.as_mut() else {
+            continue;
+        };
+        let frame: &[i16] = if out.resampler.is_passthrough() {
+            room_frame
+        } else {
+            if out.last_fed.saturating_add(1) < now {
+                out.resampler.reset();
+            }
+            out.last_fed = now;
+            stats.private_resample();
+            if out.resampler.process(room_frame, &mut out.buf).is_err() {
+                stats.resample_error();
+                out.buf.fill(0);
+            }
+            &out.buf
+        };
+        push_frame(&mut out.ring, frame, &p.stats);
+        p.stats.set_last_output(now, false);
+        d.fwd_last = now;
+        room_stats.forwarded();
+        match d.endpoint {
+            Some((index, _)) => flush.push(index),
+            None => p.stats.output_ready().notify_one(),
+        }
+    }
+    if !feeds_mix {
+        // Seated members always hold a live slot, so this cannot fail.
+        let _ = mixer.set_silent(slot);
     }
 }

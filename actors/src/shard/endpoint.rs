@@ -16,7 +16,11 @@
 use std::fmt;
 use std::os::fd::BorrowedFd;
 
+use std::time::Duration;
+
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+
+use crate::ids::{ParticipantId, RoomId};
 
 /// Whether an endpoint stays on the shard after this call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +62,32 @@ pub trait Endpoint: Send {
     /// After the rooms are mixed: pull this tick's output frame and send it.
     fn after_mix(&mut self) -> Step;
 
+    /// Whether the endpoint can hand its frames over as they arrive ([`forward`]
+    /// (Self::forward)) instead of once per tick. The shard forwards such an endpoint's
+    /// frames straight to the one participant who hears only it, while the room holds at
+    /// most two voices.
+    fn can_forward(&self) -> bool {
+        false
+    }
+
+    /// The shard switches the endpoint between ticked playout (`false`: `before_mix`
+    /// pushes one frame per tick into the input ring) and forwarding (`true`: frames leave
+    /// through [`forward`](Self::forward) and `before_mix` pushes nothing).
+    fn set_forwarding(&mut self, _on: bool) {}
+
+    /// While forwarding: hands every frame that can play now to `sink`, at the
+    /// participant's input rate, oldest first; returns how many. Called right after
+    /// [`on_readable`](Self::on_readable) between ticks, and once per tick.
+    fn forward(&mut self, _sink: &mut dyn FnMut(&[i16])) -> usize {
+        0
+    }
+
+    /// Sends what the output ring holds now: a frame forwarded to this endpoint between
+    /// ticks leaves at once rather than at the next `after_mix`.
+    fn flush_output(&mut self) -> Step {
+        self.after_mix()
+    }
+
     /// A short name for logs and `Debug` (for example the remote address).
     fn label(&self) -> String {
         String::from("endpoint")
@@ -74,10 +104,15 @@ impl fmt::Debug for dyn Endpoint {
 /// that still holds one, so a backlog of up to this many datagrams drains in one tick.
 const MAX_READ_ROUNDS: usize = 8;
 
-struct Slot {
-    endpoint: Box<dyn Endpoint>,
+pub(crate) struct Slot {
+    pub(crate) endpoint: Box<dyn Endpoint>,
+    /// The participant it carries.
+    pub(crate) room: RoomId,
+    pub(crate) participant: ParticipantId,
     /// Registered with the shard's epoll instance.
     watched: bool,
+    /// Forwarding, and registered with the between-ticks epoll instance.
+    forwarding: bool,
 }
 
 /// A shard's endpoints, in a slab so that a slot's index is its epoll token.
@@ -90,6 +125,13 @@ pub(crate) struct Endpoints {
     /// every endpoint reads its own sockets).
     epoll: Option<Epoll>,
     events: Vec<EpollEvent>,
+    /// Only the sockets of forwarding endpoints: what the shard waits on between ticks, so
+    /// that a forwarded frame leaves the moment it arrives while every other endpoint is
+    /// still read once per tick.
+    arrivals: Option<Epoll>,
+    /// Indices of the forwarding endpoints, watched or not.
+    pub(crate) forwarding: Vec<usize>,
+    arrival_events: Vec<EpollEvent>,
 }
 
 impl Endpoints {
@@ -101,14 +143,72 @@ impl Endpoints {
             watched: 0,
             epoll: Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).ok(),
             events: Vec::with_capacity(capacity),
+            arrivals: Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).ok(),
+            forwarding: Vec::with_capacity(capacity),
+            arrival_events: Vec::with_capacity(capacity),
         }
+    }
+
+    /// The endpoint in slot `index`, if any.
+    pub(crate) fn slot_mut(&mut self, index: usize) -> Option<&mut Slot> {
+        self.slots.get_mut(index).and_then(Option::as_mut)
+    }
+
+    /// Switches one endpoint between ticked playout and forwarding, and watches its socket
+    /// between ticks while it forwards.
+    pub(crate) fn set_forwarding(&mut self, index: usize, on: bool) {
+        let Some(Some(slot)) = self.slots.get_mut(index) else {
+            return;
+        };
+        if slot.forwarding == on {
+            return;
+        }
+        slot.forwarding = on;
+        slot.endpoint.set_forwarding(on);
+        if on {
+            self.forwarding.push(index);
+            if self.arrival_events.len() < self.forwarding.len() {
+                self.arrival_events
+                    .resize(self.forwarding.len(), EpollEvent::empty());
+            }
+        } else {
+            self.forwarding.retain(|&i| i != index);
+        }
+        if let (Some(epoll), Some(fd)) = (&self.arrivals, slot.endpoint.readiness()) {
+            let _ = if on {
+                epoll.add(fd, EpollEvent::new(EpollFlags::EPOLLIN, index as u64))
+            } else {
+                epoll.delete(fd)
+            };
+        }
+    }
+
+    /// Waits up to `timeout` (whole milliseconds, rounded down) for a forwarding endpoint's
+    /// socket to become readable; returns the indices of those that did, through `ready`.
+    pub(crate) fn wait_arrivals(&mut self, timeout: Duration, ready: &mut Vec<usize>) {
+        ready.clear();
+        let Some(epoll) = &self.arrivals else { return };
+        if self.arrival_events.is_empty() {
+            return;
+        }
+        let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+        let n = epoll
+            .wait(&mut self.arrival_events, EpollTimeout::from(ms))
+            .unwrap_or(0);
+        ready.extend(self.arrival_events[..n].iter().map(|e| e.data() as usize));
     }
 
     pub(crate) fn len(&self) -> usize {
         self.len
     }
 
-    pub(crate) fn add(&mut self, endpoint: Box<dyn Endpoint>) {
+    /// Adds an endpoint; returns its slot index.
+    pub(crate) fn add(
+        &mut self,
+        room: RoomId,
+        participant: ParticipantId,
+        endpoint: Box<dyn Endpoint>,
+    ) -> usize {
         let index = match self.free.pop() {
             Some(i) => i,
             None => {
@@ -128,8 +228,15 @@ impl Endpoints {
                 self.events.resize(self.watched, EpollEvent::empty());
             }
         }
-        self.slots[index] = Some(Slot { endpoint, watched });
+        self.slots[index] = Some(Slot {
+            endpoint,
+            room,
+            participant,
+            watched,
+            forwarding: false,
+        });
         self.len += 1;
+        index
     }
 
     /// Has every watched socket that holds datagrams read them, one per round.
@@ -156,20 +263,20 @@ impl Endpoints {
     }
 
     /// Calls `step` on every endpoint; those that are done are unwatched and handed to
-    /// `done`.
+    /// `done` with the room and participant they carried.
     pub(crate) fn run(
         &mut self,
         mut step: impl FnMut(&mut dyn Endpoint, bool) -> Step,
-        mut done: impl FnMut(Box<dyn Endpoint>),
+        mut done: impl FnMut(RoomId, ParticipantId, Box<dyn Endpoint>),
     ) {
         for index in 0..self.slots.len() {
             let Some(slot) = self.slots[index].as_mut() else {
                 continue;
             };
             if step(slot.endpoint.as_mut(), slot.watched) == Step::Done
-                && let Some(endpoint) = self.remove(index)
+                && let Some(slot) = self.remove(index)
             {
-                done(endpoint);
+                done(slot.room, slot.participant, slot.endpoint);
             }
         }
     }
@@ -177,22 +284,29 @@ impl Endpoints {
     /// Empties the table, handing every endpoint to `done`.
     pub(crate) fn drain(&mut self, mut done: impl FnMut(Box<dyn Endpoint>)) {
         for index in 0..self.slots.len() {
-            if let Some(endpoint) = self.remove(index) {
-                done(endpoint);
+            if let Some(slot) = self.remove(index) {
+                done(slot.endpoint);
             }
         }
     }
 
-    fn remove(&mut self, index: usize) -> Option<Box<dyn Endpoint>> {
-        let slot = self.slots.get_mut(index)?.take()?;
+    fn remove(&mut self, index: usize) -> Option<Slot> {
+        let mut slot = self.slots.get_mut(index)?.take()?;
         if slot.watched {
             if let (Some(epoll), Some(fd)) = (&self.epoll, slot.endpoint.readiness()) {
                 let _ = epoll.delete(fd);
             }
             self.watched -= 1;
         }
+        if slot.forwarding {
+            if let (Some(epoll), Some(fd)) = (&self.arrivals, slot.endpoint.readiness()) {
+                let _ = epoll.delete(fd);
+            }
+            self.forwarding.retain(|&i| i != index);
+            slot.forwarding = false;
+        }
         self.free.push(index);
         self.len -= 1;
-        Some(slot.endpoint)
+        Some(slot)
     }
 }

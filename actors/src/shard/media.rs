@@ -276,6 +276,49 @@ pub(crate) struct Member {
     pub(crate) id: ParticipantId,
     pub(crate) slot: Slot,
     pub(crate) media: Box<ParticipantMedia>,
+    /// The endpoint carrying its audio on this shard (slot index), and whether that
+    /// endpoint can forward frames as they arrive.
+    pub(crate) endpoint: Option<(usize, bool)>,
+    /// It has sent audio: an agent counts as a voice from its first frame on, so a socket
+    /// that only listens does not turn a two-voice room into a mix.
+    pub(crate) heard: bool,
+    /// The one voice it hears, forwarded to it as that voice's frames arrive (its output is
+    /// then no longer produced by the tick).
+    pub(crate) served_by: Option<ParticipantId>,
+    /// Its endpoint forwards: its frames reach the participants it serves on arrival.
+    pub(crate) forwards: bool,
+    /// Someone else still hears it through the ticked mix (a listener of two voices), so
+    /// its forwarded frames are also written into its mixer input.
+    pub(crate) feeds_mix: bool,
+    /// Tick count when a forwarded frame last reached it.
+    pub(crate) fwd_last: u64,
+}
+
+impl Member {
+    pub(crate) fn new(id: ParticipantId, slot: Slot, media: Box<ParticipantMedia>) -> Member {
+        Member {
+            id,
+            slot,
+            media,
+            endpoint: None,
+            heard: false,
+            served_by: None,
+            forwards: false,
+            feeds_mix: false,
+            fwd_last: 0,
+        }
+    }
+
+    /// Whether it contributes a voice: its mode talks, and it is a network leg (which always
+    /// sends) or has sent audio.
+    pub(crate) fn is_voice(&self) -> bool {
+        talks(self.media.mode) && (self.endpoint.is_some() || self.heard)
+    }
+
+    /// Whether it hears the room now.
+    pub(crate) fn listens_now(&self) -> bool {
+        listens(self.media.mode) && self.media.output.is_some()
+    }
 }
 
 /// One room's mixer and seats, owned by a shard.
@@ -292,6 +335,9 @@ pub struct RoomMedia {
     #[allow(clippy::vec_box)]
     pub(crate) lanes: Vec<Box<SharedLane>>,
     pub(crate) stats: Arc<RoomStats>,
+    /// Who is a voice or who hears whom changed: the forwarding plan is redone before the
+    /// next mix.
+    pub(crate) plan_dirty: bool,
 }
 
 impl fmt::Debug for RoomMedia {
@@ -314,7 +360,13 @@ impl RoomMedia {
             members: Vec::with_capacity(max_participants),
             lanes: Vec::with_capacity(max_participants),
             stats: Arc::new(RoomStats::default()),
+            plan_dirty: false,
         }
+    }
+
+    /// Whether the room forwards (at most two voices) rather than mixes.
+    pub fn is_forwarding(&self) -> bool {
+        self.stats.snapshot().forwarding
     }
 
     /// The room's counters; take a handle before sending the room to its shard.

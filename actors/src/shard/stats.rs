@@ -190,6 +190,11 @@ pub struct ParticipantStats {
     /// The last frame pushed to the output ring: its tick shifted left by one, plus 1 when
     /// it was the room's shared mix (see [`ParticipantStats::last_output`]).
     last_output: AtomicU64,
+    /// Set while the participant hears one voice forwarded as it arrives, not the tick.
+    forwarded: AtomicBool,
+    /// Woken when a forwarded frame lands in the output ring between ticks, so that the
+    /// reader sends it at once instead of at its next tick-aligned read.
+    output_ready: tokio::sync::Notify,
     input_ring: Arc<RingStats>,
     output_ring: Option<Arc<RingStats>>,
 }
@@ -234,9 +239,27 @@ impl ParticipantStats {
             frames_out: AtomicU64::new(0),
             output_overruns: AtomicU64::new(0),
             last_output: AtomicU64::new(0),
+            forwarded: AtomicBool::new(false),
+            output_ready: tokio::sync::Notify::new(),
             input_ring,
             output_ring,
         }
+    }
+
+    /// Whether the participant's output is forwarded from a single voice as it arrives
+    /// (frames then land between ticks, signalled through
+    /// [`output_ready`](Self::output_ready)) rather than mixed on the tick.
+    pub fn is_forwarded(&self) -> bool {
+        self.forwarded.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_forwarded(&self, on: bool) {
+        self.forwarded.store(on, Ordering::Relaxed);
+    }
+
+    /// Notified each time a forwarded frame lands in the output ring.
+    pub fn output_ready(&self) -> &tokio::sync::Notify {
+        &self.output_ready
     }
 
     /// Reads every counter.
@@ -317,12 +340,31 @@ mod tests {
 
 /// One room's counters, written by its shard and read by the control plane (an agent sees
 /// them in `call_stats`): how often the room was mixed, and how much of it was talk.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RoomStats {
     ticks: AtomicU64,
     silent_ticks: AtomicU64,
     talker_frames: AtomicU64,
     max_talkers: AtomicU64,
+    forwarding: AtomicBool,
+    forwarded_frames: AtomicU64,
+    mode_switches: AtomicU64,
+}
+
+impl Default for RoomStats {
+    /// A new room has no voices, so it starts forwarding: its first two voices are
+    /// forwarded without a switch.
+    fn default() -> Self {
+        RoomStats {
+            ticks: AtomicU64::new(0),
+            silent_ticks: AtomicU64::new(0),
+            talker_frames: AtomicU64::new(0),
+            max_talkers: AtomicU64::new(0),
+            forwarding: AtomicBool::new(true),
+            forwarded_frames: AtomicU64::new(0),
+            mode_switches: AtomicU64::new(0),
+        }
+    }
 }
 
 /// A point-in-time copy of [`RoomStats`].
@@ -336,6 +378,13 @@ pub struct RoomSnapshot {
     pub talker_frames: u64,
     /// Most talkers in one tick.
     pub max_talkers: u64,
+    /// Whether the room holds at most two voices and forwards each one's frames to the
+    /// other as they arrive (the fast path), rather than mixing every voice on the tick.
+    pub forwarding: bool,
+    /// Frames delivered by the fast path, as they arrived.
+    pub forwarded_frames: u64,
+    /// Switches between forwarding and mixing.
+    pub mode_switches: u64,
 }
 
 impl RoomStats {
@@ -346,7 +395,21 @@ impl RoomStats {
             silent_ticks: self.silent_ticks.load(Ordering::Relaxed),
             talker_frames: self.talker_frames.load(Ordering::Relaxed),
             max_talkers: self.max_talkers.load(Ordering::Relaxed),
+            forwarding: self.forwarding.load(Ordering::Relaxed),
+            forwarded_frames: self.forwarded_frames.load(Ordering::Relaxed),
+            mode_switches: self.mode_switches.load(Ordering::Relaxed),
         }
+    }
+
+    /// Records the room's mode; a change counts as a switch.
+    pub(crate) fn set_forwarding(&self, on: bool) {
+        if self.forwarding.swap(on, Ordering::Relaxed) != on {
+            self.mode_switches.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn forwarded(&self) {
+        self.forwarded_frames.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn record_tick(&self, talkers: u64) {

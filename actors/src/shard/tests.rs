@@ -606,6 +606,7 @@ fn paced_endpoint(
     let seen = std::sync::Arc::new(Seen::default());
     core.apply(ShardCommand::AddEndpoint {
         room: ROOM,
+        participant: ParticipantId(id),
         endpoint: Box::new(TestEndpoint {
             socket,
             ends,
@@ -660,6 +661,7 @@ fn an_endpoint_for_an_unknown_room_is_refused_and_a_stopping_shard_disposes_of_t
     let (_media, ends) = ParticipantMedia::paced(R16, R16, MixMode::Full, 100).unwrap();
     core.apply(ShardCommand::AddEndpoint {
         room: RoomId(99),
+        participant: ParticipantId(1),
         endpoint: Box::new(TestEndpoint {
             socket,
             ends,
@@ -687,4 +689,219 @@ fn an_endpoint_for_an_unknown_room_is_refused_and_a_stopping_shard_disposes_of_t
             .any(|d| matches!(d, Disposed::Endpoint(_)))
     );
     assert_eq!(*seen.calls.lock().unwrap(), "Ba");
+}
+
+/// A leg that can forward: each datagram's first byte becomes one frame of that value,
+/// handed over as it arrives while the shard has it forward, or pushed one per tick.
+struct ForwardingEndpoint {
+    socket: std::net::UdpSocket,
+    ends: LegEnds,
+    pending: std::collections::VecDeque<i16>,
+    forwarding: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Endpoint for ForwardingEndpoint {
+    fn readiness(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        Some(self.socket.as_fd())
+    }
+
+    fn on_readable(&mut self) -> bool {
+        let mut buf = [0u8; 16];
+        match self.socket.recv(&mut buf) {
+            Ok(n) if n > 0 => {
+                self.pending.push_back(i16::from(buf[0]));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn before_mix(&mut self, _watched: bool) -> Step {
+        if !self.forwarding.load(std::sync::atomic::Ordering::Relaxed)
+            && let Some(value) = self.pending.pop_front()
+        {
+            let frame = vec![value; self.ends.input.rate().frame_samples()];
+            self.ends.input.push_samples(&frame);
+        }
+        Step::Continue
+    }
+
+    fn after_mix(&mut self) -> Step {
+        Step::Continue
+    }
+
+    fn can_forward(&self) -> bool {
+        true
+    }
+
+    fn set_forwarding(&mut self, on: bool) {
+        self.forwarding
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn forward(&mut self, sink: &mut dyn FnMut(&[i16])) -> usize {
+        let mut n = 0;
+        while let Some(value) = self.pending.pop_front() {
+            sink(&vec![value; self.ends.input.rate().frame_samples()]);
+            n += 1;
+        }
+        n
+    }
+}
+
+/// Seats participant `id` with a forwarding endpoint; returns the socket that feeds it and
+/// whether the shard has it forwarding.
+fn forwarding_leg(
+    core: &mut ShardCore,
+    id: u64,
+) -> (
+    std::net::UdpSocket,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    let (media, ends) = ParticipantMedia::paced(R16, R16, MixMode::Full, 100).unwrap();
+    core.apply(ShardCommand::AddParticipant {
+        room: ROOM,
+        participant: ParticipantId(id),
+        media: Box::new(media),
+    });
+    let (socket, remote) = udp_pair();
+    let forwarding = std::sync::Arc::default();
+    core.apply(ShardCommand::AddEndpoint {
+        room: ROOM,
+        participant: ParticipantId(id),
+        endpoint: Box::new(ForwardingEndpoint {
+            socket,
+            ends,
+            pending: Default::default(),
+            forwarding: std::sync::Arc::clone(&forwarding),
+        }),
+    });
+    (remote, forwarding)
+}
+
+/// Waits (a little, on loopback) for what was sent to reach the shard's sockets.
+fn settle() {
+    std::thread::sleep(std::time::Duration::from_millis(20));
+}
+
+fn room_snapshot(core: &ShardCore) -> RoomSnapshot {
+    core.room(ROOM).unwrap().stats().snapshot()
+}
+
+fn values(frames: &[Vec<i16>]) -> Vec<i16> {
+    frames
+        .iter()
+        .map(|f| {
+            assert!(
+                f.iter().all(|&s| s == f[0]),
+                "a forwarded frame is unchanged"
+            );
+            f[0]
+        })
+        .collect()
+}
+
+#[test]
+fn two_voices_forward_on_arrival_and_a_third_voice_switches_the_room_to_the_mix() {
+    let (mut core, _rx) = shard();
+    add_room(&mut core, ROOM, R16, 4);
+    let (phone, forwarding) = forwarding_leg(&mut core, 1);
+    let mut agent = join(&mut core, 2, R16, R16, MixMode::Full);
+    talk(&mut agent, 1000.0, 200);
+    core.tick();
+    core.tick();
+    // Two voices: the leg forwards, and the agent hears it through the fast path.
+    assert!(forwarding.load(std::sync::atomic::Ordering::Relaxed));
+    assert_eq!(core.forwarding_endpoints(), 1);
+    assert!(agent.stats.is_forwarded());
+    let out = agent.output.as_mut().unwrap();
+    assert!(read_all(out).is_empty(), "nothing reached the agent yet");
+
+    // A datagram between ticks reaches the agent's ring without a tick.
+    phone.send(&[7]).unwrap();
+    core.wait_for_arrivals(std::time::Duration::from_millis(500));
+    assert_eq!(values(&read_all(out)), vec![7]);
+    let snap = room_snapshot(&core);
+    assert!(snap.forwarding);
+    assert_eq!((snap.forwarded_frames, snap.mode_switches), (1, 0));
+    assert_eq!(core.ticks(), 2);
+
+    // The voice pauses: two ticks of grace, then one silent frame per tick keeps the
+    // reader's cadence.
+    core.tick();
+    core.tick();
+    assert!(read_all(out).is_empty());
+    core.tick();
+    assert_eq!(values(&read_all(out)), vec![0]);
+
+    // A third participant is only a listener until it sends audio; then the room mixes.
+    let mut third = join(&mut core, 3, R16, R16, MixMode::Full);
+    core.tick();
+    assert!(room_snapshot(&core).forwarding);
+    third
+        .input
+        .push_samples(&vec![0; R16.frame_samples() * 100]);
+    core.tick();
+    core.tick();
+    let snap = room_snapshot(&core);
+    assert!(!snap.forwarding);
+    assert_eq!(snap.mode_switches, 1);
+    assert_eq!(core.forwarding_endpoints(), 0);
+    assert!(!agent.stats.is_forwarded());
+    let out = agent.output.as_mut().unwrap();
+    read_all(out);
+
+    // Mixing: the leg's frame waits for the tick and reaches the agent through the mix
+    // (the third voice adds silence).
+    phone.send(&[9]).unwrap();
+    settle();
+    core.wait_for_arrivals(std::time::Duration::from_millis(1));
+    assert!(read_all(out).is_empty(), "a mixing room does not forward");
+    core.tick();
+    assert_eq!(values(&read_all(out)), vec![9]);
+    assert_eq!(room_snapshot(&core).forwarded_frames, 1);
+
+    // Back to two voices: what the leg buffered meanwhile is forwarded at once, in order.
+    core.apply(ShardCommand::RemoveParticipant {
+        room: ROOM,
+        participant: ParticipantId(3),
+    });
+    phone.send(&[11]).unwrap();
+    phone.send(&[12]).unwrap();
+    settle();
+    core.tick();
+    assert_eq!(values(&read_all(out)), vec![11, 12]);
+    let snap = room_snapshot(&core);
+    assert!(snap.forwarding);
+    assert_eq!((snap.forwarded_frames, snap.mode_switches), (3, 2));
+    assert!(forwarding.load(std::sync::atomic::Ordering::Relaxed));
+}
+
+#[test]
+fn a_listener_of_two_forwarding_legs_still_hears_both_through_the_mix() {
+    let (mut core, _rx) = shard();
+    add_room(&mut core, ROOM, R16, 4);
+    let (a, _) = forwarding_leg(&mut core, 1);
+    let (b, _) = forwarding_leg(&mut core, 2);
+    let mut monitor = join(&mut core, 3, R16, R16, MixMode::Full);
+    core.tick();
+    // Two voices, each forwarded to the other; the monitor hears both, so mixes them.
+    assert!(room_snapshot(&core).forwarding);
+    assert_eq!(core.forwarding_endpoints(), 2);
+    assert!(!monitor.stats.is_forwarded());
+    let out = monitor.output.as_mut().unwrap();
+    read_all(out);
+    a.send(&[5]).unwrap();
+    b.send(&[6]).unwrap();
+    settle();
+    core.wait_for_arrivals(std::time::Duration::from_millis(100));
+    core.wait_for_arrivals(std::time::Duration::from_millis(1));
+    assert!(
+        read_all(out).is_empty(),
+        "the monitor is served by the tick"
+    );
+    core.tick();
+    assert_eq!(values(&read_all(out)), vec![11]);
+    assert_eq!(room_snapshot(&core).forwarded_frames, 2);
 }

@@ -146,6 +146,19 @@ impl MixerShard {
         let stats = Arc::clone(core.stats());
         let mut schedule = TickSchedule::new(clock.now() + TICK, TICK, max_ticks_per_wake);
         loop {
+            // While legs forward, the wait for the next tick is spent watching their
+            // sockets, in whole milliseconds; the last fraction is slept precisely.
+            loop {
+                let now = clock.now();
+                let remaining = schedule.next().saturating_sub(now);
+                if core.forwarding_endpoints() == 0
+                    || !clock.is_real()
+                    || remaining < ARRIVAL_WAIT_MIN
+                {
+                    break;
+                }
+                core.wait_for_arrivals(remaining);
+            }
             clock.sleep_until(schedule.next());
             let wake = schedule.wake(clock.now());
             stats.add_deadline_misses(wake.missed);
@@ -162,6 +175,10 @@ impl MixerShard {
         }
     }
 }
+
+/// Below this much time before a tick, the shard sleeps instead of waiting on sockets
+/// (epoll counts whole milliseconds).
+const ARRIVAL_WAIT_MIN: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// Applies every queued command; false once the channel is closed and empty.
 fn drain(core: &mut ShardCore, commands: &Receiver<ShardCommand>) -> bool {

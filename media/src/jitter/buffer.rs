@@ -98,6 +98,10 @@ pub struct JitterBuffer<T> {
     ticks: u64,
     /// Tick at which the first packet of the current fill was stored.
     fill_since: Option<u64>,
+    /// Packets were last handed out by [`take_next`](Self::take_next): the next refill, when
+    /// ticked playout resumes, waits for one frame instead of the target depth, since the
+    /// stream was not late, only released as it arrived.
+    quick_refill: bool,
     /// Consecutive ticks spent waiting for a missing head while playing.
     stall_run: u64,
     /// Least headroom (frames from the head to the packet, inclusive, when it arrived) of
@@ -142,6 +146,7 @@ impl<T> JitterBuffer<T> {
             probe: None,
             ticks: 0,
             fill_since: None,
+            quick_refill: false,
             stall_run: 0,
             headroom_min: u64::MAX,
             headroom_max: 0,
@@ -216,17 +221,14 @@ impl<T> JitterBuffer<T> {
     /// assert_eq!(jitter.pop(), Playout::Packet(10));
     /// ```
     pub fn pop(&mut self) -> Playout<T> {
-        if self.ticks > 0 && self.ticks.is_multiple_of(FLOOR_BUCKET) {
-            self.transit_floor.rotate();
-        }
-        if self.ticks > 0 && self.ticks.is_multiple_of(PEAK_BUCKET) {
-            self.jitter_peak.rotate();
-        }
+        self.rotate_windows();
         let target = self.target();
         let out = match self.phase {
             Phase::Idle => Playout::Buffering,
             Phase::Filling { fresh } => {
-                if self.ready(target) {
+                let fill_target = if self.quick_refill { 1 } else { target };
+                if self.ready(fill_target) {
+                    self.quick_refill = false;
                     self.phase = Phase::Playing;
                     self.fill_since = None;
                     self.stall_run = 0;
@@ -241,8 +243,68 @@ impl<T> JitterBuffer<T> {
             }
             Phase::Playing => self.play(target),
         };
+        if matches!(out, Playout::Packet(_)) {
+            self.quick_refill = false;
+        }
         self.ticks += 1;
         out
+    }
+
+    /// Releases the oldest packet held at once, without waiting for the target depth or for
+    /// a missing predecessor (which counts as lost and is refused if it turns up): for a
+    /// leg whose frames are forwarded as they arrive instead of played on the tick.
+    ///
+    /// The buffer's clock must still move once per tick, through
+    /// [`skip_tick`](Self::skip_tick), so that its jitter estimate stays right for when
+    /// ticked playout resumes; it then starts from the first packet that arrives.
+    ///
+    /// ```
+    /// use chamade_media::jitter::{JitterBuffer, JitterConfig};
+    /// let mut jitter = JitterBuffer::new(JitterConfig::default());
+    /// jitter.push(1, "a");
+    /// assert_eq!(jitter.take_next(), Some("a")); // no 40 ms wait
+    /// jitter.push(3, "c"); // 2 is missing
+    /// assert_eq!(jitter.take_next(), Some("c"));
+    /// assert_eq!(jitter.take_next(), None);
+    /// assert_eq!(jitter.stats().lost, 1);
+    /// ```
+    pub fn take_next(&mut self) -> Option<T> {
+        let oldest = self.oldest_held()?;
+        let skipped = oldest - self.next;
+        self.stats.lost += skipped;
+        self.played_history = if skipped >= HISTORY_BITS {
+            0
+        } else {
+            self.played_history << skipped
+        };
+        self.next = oldest;
+        let payload = self.slots[self.index(oldest)].take()?;
+        self.held -= 1;
+        self.played_history = (self.played_history << 1) | 1;
+        self.next += 1;
+        self.stats.played += 1;
+        self.phase = Phase::Playing;
+        self.fill_since = None;
+        self.stall_run = 0;
+        self.quick_refill = true;
+        self.restart_trim_window();
+        Some(payload)
+    }
+
+    /// Moves the buffer's clock on by one tick without releasing anything (see
+    /// [`take_next`](Self::take_next)).
+    pub fn skip_tick(&mut self) {
+        self.rotate_windows();
+        self.ticks += 1;
+    }
+
+    fn rotate_windows(&mut self) {
+        if self.ticks > 0 && self.ticks.is_multiple_of(FLOOR_BUCKET) {
+            self.transit_floor.rotate();
+        }
+        if self.ticks > 0 && self.ticks.is_multiple_of(PEAK_BUCKET) {
+            self.jitter_peak.rotate();
+        }
     }
 
     /// Forgets the stream (buffered packets, sequence and jitter history) but keeps the

@@ -832,3 +832,39 @@ proptest! {
         prop_assert_eq!(stats.played, seen.len() as u64);
     }
 }
+
+#[test]
+fn forwarded_stream_resumes_ticked_playout_after_one_frame() {
+    // Forwarding: each packet leaves as it arrives, the clock still moving every tick.
+    let mut j = adaptive(2, 50);
+    for k in 0..50u32 {
+        j.push(seq(100, k), k);
+        assert_eq!(j.take_next(), Some(k));
+        assert_eq!(j.take_next(), None);
+        j.skip_tick();
+    }
+    // Back to the tick, which comes before the next packet: one frame is missing...
+    assert_eq!(j.pop(), Playout::Buffering);
+    // ...and the packet that arrives next plays on the following tick, not after the
+    // two-frame floor: the stream was on time, only released early.
+    j.push(seq(100, 50), 50);
+    assert_eq!(j.pop(), Playout::Packet(50));
+    for k in 51..60u32 {
+        j.push(seq(100, k), k);
+        assert_eq!(j.pop(), Playout::Packet(k));
+    }
+    assert_eq!(j.stats().lost, 0);
+    assert_eq!(j.stats().played, 60);
+}
+
+#[test]
+fn forwarding_skips_a_gap_and_refuses_the_straggler() {
+    let mut j = fixed(2);
+    j.push(seq(7, 0), 0);
+    j.push(seq(7, 2), 2);
+    assert_eq!(j.take_next(), Some(0));
+    assert_eq!(j.take_next(), Some(2));
+    assert_eq!(j.push(seq(7, 1), 1), PushOutcome::TooLate);
+    assert_eq!(j.take_next(), None);
+    assert_eq!(j.stats().lost, 1);
+}

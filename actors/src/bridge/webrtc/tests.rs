@@ -81,6 +81,7 @@ fn peer(core: &mut ShardCore, id: u64, shared: &Arc<SharedEncoder>) -> Peer {
     .expect("endpoint");
     core.apply(ShardCommand::AddEndpoint {
         room: ROOM,
+        participant: ParticipantId(id),
         endpoint: Box::new(endpoint),
     });
     Peer {
