@@ -401,6 +401,7 @@ async fn join(
     let resource = uuid::Uuid::new_v4().to_string();
     let endpoint = WebRtcEndpoint::new(EndpointParts {
         inbound: negotiated.inbound,
+        wake: Some(Arc::clone(&negotiated.wake)),
         outbound: negotiated.outbound,
         receive_payload_type: negotiated.payload_type,
         ends: leg.ends,

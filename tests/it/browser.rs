@@ -223,7 +223,11 @@ fn a_browser_and_the_agent_hear_each_other_and_the_page_shows_the_call() {
 
 /// The amplitude of `hz` in the loudest one-second stretch of `audio` (48 kHz).
 fn loudest_second(audio: &[i16], hz: f64) -> f64 {
-    audio
+    // Whole seconds only: on a short tail the tones' spectra overlap, and another tone
+    // would read as this one.
+    let whole = audio.len() - audio.len() % RATE as usize;
+    let seconds = if whole == 0 { audio } else { &audio[..whole] };
+    seconds
         .chunks(RATE as usize)
         .map(|second| tone_amplitude(second, SampleRate::HZ_48000, hz))
         .fold(0.0, f64::max)

@@ -9,6 +9,7 @@ mod bad_input;
 mod browser;
 mod calls_api;
 mod cli;
+mod forwarding;
 mod openapi;
 mod rtp_api;
 mod settings_api;

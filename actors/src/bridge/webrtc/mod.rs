@@ -22,6 +22,7 @@ pub use peer::{
     opus_codec,
 };
 
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -30,6 +31,7 @@ use chamade_media::opus::{MAX_PACKET_BYTES, OpusConfig, OpusEncoder};
 use chamade_media::ring::Pull;
 use chamade_media::{CodecError, Frame, SampleRate};
 use crossbeam_channel::{Receiver, TryRecvError};
+use nix::sys::eventfd::EventFd;
 use tokio::sync::mpsc;
 
 use crate::bridge::rtp::{PacketHeader, Payload, RtpCodec, RtpError, RtpReceiver};
@@ -145,6 +147,9 @@ impl SharedEncoder {
 /// The part of a WebRTC leg that runs on the mixer shard.
 pub struct WebRtcEndpoint {
     inbound: Receiver<Inbound>,
+    wake: Option<Arc<EventFd>>,
+    /// Frames leave as they arrive (see [`Endpoint::forward`]).
+    forwarding: bool,
     outbound: mpsc::Sender<Outbound>,
     receiver: RtpReceiver,
     gate: SilenceGate,
@@ -165,6 +170,9 @@ pub struct WebRtcEndpoint {
 pub struct EndpointParts {
     /// Received packets, from [`Negotiated`].
     pub inbound: Receiver<Inbound>,
+    /// Signalled for each received packet, from [`Negotiated`]; without it the leg is only
+    /// read on the tick and never forwards.
+    pub wake: Option<Arc<EventFd>>,
     /// Where encoded packets go, from [`Negotiated`].
     pub outbound: mpsc::Sender<Outbound>,
     /// The payload type the peer sends Opus under.
@@ -194,6 +202,8 @@ impl WebRtcEndpoint {
         let encoder = OpusEncoder::new(SampleRate::HZ_48000, OpusConfig::default())?;
         Ok(WebRtcEndpoint {
             inbound: parts.inbound,
+            wake: parts.wake,
+            forwarding: false,
             outbound: parts.outbound,
             receiver,
             gate: SilenceGate::default(),
@@ -230,47 +240,12 @@ impl WebRtcEndpoint {
     }
 }
 
-impl Endpoint for WebRtcEndpoint {
-    fn before_mix(&mut self, _watched: bool) -> Step {
-        if self.stop.load(Ordering::Acquire) {
-            return Step::Done;
-        }
-        self.drain_inbound();
-        let before = self.receiver.stats();
-        let frame = self.receiver.next_frame();
-        // Silence is not written at all: the mixer then counts this leg as a listener.
-        if self.gate.open(frame.samples()) {
-            self.ends.input.push_samples(frame.samples());
-        } else {
-            self.counters.gated.fetch_add(1, Ordering::Relaxed);
-        }
-        let after = self.receiver.stats();
-        self.counters
-            .decoded
-            .fetch_add(after.decoded - before.decoded, Ordering::Relaxed);
-        self.counters
-            .concealed
-            .fetch_add(after.concealed - before.concealed, Ordering::Relaxed);
-        Step::Continue
-    }
-
-    fn after_mix(&mut self) -> Step {
-        let frame = self.out.samples().len();
-        let have_frame = match self.ends.output.as_mut() {
-            Some(output) => {
-                // Only the frame just mixed: what `last_output` describes.
-                output.trim_to(frame * OUTPUT_TRIM_FRAMES);
-                output.queued_samples() >= frame
-                    && output.pull_frame(self.out.samples_mut()) == Pull::Frame
-            }
-            None => false,
-        };
-        if !have_frame {
-            return Step::Continue;
-        }
-        let (tick, was_shared) = self.ends.stats.last_output();
-        let shared = match (&self.shared, was_shared) {
-            (Some(encoder), true) => encoder.packet(tick, &self.out),
+impl WebRtcEndpoint {
+    /// Encodes one frame (through the room's shared encode when `shared_tick` names the
+    /// tick whose shared mix it is) and hands the packet to the writer.
+    fn send(&mut self, shared_tick: Option<u64>) -> Step {
+        let shared = match (&self.shared, shared_tick) {
+            (Some(encoder), Some(tick)) => encoder.packet(tick, &self.out),
             _ => None,
         };
         let payload = match shared {
@@ -311,6 +286,99 @@ impl Endpoint for WebRtcEndpoint {
             // The writer is gone: the peer connection closed.
             Err(mpsc::error::TrySendError::Closed(_)) => Step::Done,
         }
+    }
+}
+
+impl Endpoint for WebRtcEndpoint {
+    fn readiness(&self) -> Option<BorrowedFd<'_>> {
+        self.wake.as_deref().map(AsFd::as_fd)
+    }
+
+    fn on_readable(&mut self) -> bool {
+        // One read resets the count of every packet signalled so far; the channel is then
+        // drained whole.
+        match self.wake.as_deref().map(EventFd::read) {
+            Some(Ok(_)) => {
+                self.drain_inbound();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn can_forward(&self) -> bool {
+        self.wake.is_some()
+    }
+
+    fn set_forwarding(&mut self, on: bool) {
+        self.forwarding = on;
+    }
+
+    fn forward(&mut self, sink: &mut dyn FnMut(&[i16])) -> usize {
+        self.drain_inbound();
+        // Every frame is forwarded, silence included: the one listener keeps its cadence,
+        // and there is no mix for the gate to keep it out of.
+        let n = self.receiver.forward_frames(|frame| sink(frame.samples()));
+        self.counters.decoded.fetch_add(n as u64, Ordering::Relaxed);
+        n
+    }
+
+    fn flush_output(&mut self) -> Step {
+        let frame = self.out.samples().len();
+        while let Some(output) = self.ends.output.as_mut()
+            && output.queued_samples() >= frame
+            && output.pull_frame(self.out.samples_mut()) == Pull::Frame
+        {
+            if self.send(None) == Step::Done {
+                return Step::Done;
+            }
+        }
+        Step::Continue
+    }
+
+    fn before_mix(&mut self, _watched: bool) -> Step {
+        if self.stop.load(Ordering::Acquire) {
+            return Step::Done;
+        }
+        self.drain_inbound();
+        if self.forwarding {
+            self.receiver.skip_tick();
+            return Step::Continue;
+        }
+        let before = self.receiver.stats();
+        let frame = self.receiver.next_frame();
+        // Silence is not written at all: the mixer then counts this leg as a listener.
+        if self.gate.open(frame.samples()) {
+            self.ends.input.push_samples(frame.samples());
+        } else {
+            self.counters.gated.fetch_add(1, Ordering::Relaxed);
+        }
+        let after = self.receiver.stats();
+        self.counters
+            .decoded
+            .fetch_add(after.decoded - before.decoded, Ordering::Relaxed);
+        self.counters
+            .concealed
+            .fetch_add(after.concealed - before.concealed, Ordering::Relaxed);
+        Step::Continue
+    }
+
+    fn after_mix(&mut self) -> Step {
+        let frame = self.out.samples().len();
+        let have_frame = match self.ends.output.as_mut() {
+            Some(output) => {
+                // Only the frame just mixed: what `last_output` describes.
+                output.trim_to(frame * OUTPUT_TRIM_FRAMES);
+                output.queued_samples() >= frame
+                    && output.pull_frame(self.out.samples_mut()) == Pull::Frame
+            }
+            None => false,
+        };
+        if !have_frame {
+            return Step::Continue;
+        }
+        let (tick, was_shared) = self.ends.stats.last_output();
+        self.send(was_shared.then_some(tick))
     }
 
     fn label(&self) -> String {

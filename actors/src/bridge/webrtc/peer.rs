@@ -10,6 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use chamade_media::opus::MAX_PACKET_BYTES;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
+use nix::sys::eventfd::{EfdFlags, EventFd};
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::media_engine::MIME_TYPE_OPUS;
@@ -107,6 +108,9 @@ pub struct Negotiated {
     pub payload_type: u8,
     /// Received packets, for [`WebRtcEndpoint`](super::WebRtcEndpoint).
     pub inbound: Receiver<Inbound>,
+    /// Signalled after each packet put on `inbound`, so that the shard can wait for
+    /// packets on a file descriptor while the leg forwards.
+    pub wake: Arc<EventFd>,
     /// Encoded packets to send.
     pub outbound: mpsc::Sender<Outbound>,
     /// The live connection.
@@ -175,6 +179,7 @@ struct Handler {
     gathered: mpsc::Sender<()>,
     state: watch::Sender<RTCPeerConnectionState>,
     inbound: Sender<Inbound>,
+    wake: Arc<EventFd>,
     counters: Arc<WebRtcCounters>,
 }
 
@@ -196,6 +201,7 @@ impl PeerConnectionEventHandler for Handler {
             return;
         }
         let inbound = self.inbound.clone();
+        let wake = Arc::clone(&self.wake);
         let counters = Arc::clone(&self.counters);
         tokio::spawn(async move {
             while let Some(event) = track.poll().await {
@@ -215,7 +221,11 @@ impl PeerConnectionEventHandler for Handler {
                             payload: Payload::new(&packet.payload),
                         };
                         match inbound.try_send(item) {
-                            Ok(()) => {}
+                            // The counter only saturates if nobody reads it for 2^64
+                            // packets; a failed write loses no packet, only a wake-up.
+                            Ok(()) => {
+                                let _ = wake.write(1);
+                            }
                             Err(TrySendError::Full(_)) => {
                                 counters.dropped_in.fetch_add(1, Ordering::Relaxed);
                             }
@@ -316,12 +326,17 @@ pub async fn answer(
         .map_err(|e| AnswerError::Offer(e.to_string()))?;
     let counters = Arc::new(WebRtcCounters::default());
     let (inbound_tx, inbound) = crossbeam_channel::bounded(INBOUND_PACKETS);
+    let wake = Arc::new(
+        EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)
+            .map_err(|e| AnswerError::Stack(format!("eventfd: {e}")))?,
+    );
     let (gathered_tx, mut gathered) = mpsc::channel(1);
     let (state_tx, state) = watch::channel(RTCPeerConnectionState::New);
     let handler = Arc::new(Handler {
         gathered: gathered_tx,
         state: state_tx,
         inbound: inbound_tx,
+        wake: Arc::clone(&wake),
         counters: Arc::clone(&counters),
     });
     let stack = |e: webrtc::error::Error| AnswerError::Stack(e.to_string());
@@ -406,6 +421,7 @@ pub async fn answer(
         answer,
         payload_type: opus_payload_type(offer).unwrap_or(OPUS_PAYLOAD_TYPE),
         inbound,
+        wake,
         outbound,
         handle: PeerHandle {
             pc,

@@ -20,6 +20,7 @@ const R48: SampleRate = SampleRate::HZ_48000;
 
 struct Peer {
     to_gateway: Sender<Inbound>,
+    wake: Option<Arc<EventFd>>,
     from_gateway: mpsc::Receiver<Outbound>,
     counters: Arc<WebRtcCounters>,
     encoder: OpusEncoder,
@@ -45,6 +46,9 @@ impl Peer {
                 payload: Payload::new(&out[..n]),
             })
             .expect("inbound room");
+        if let Some(w) = &self.wake {
+            w.write(1).expect("wake");
+        }
     }
 
     fn received(&mut self) -> Vec<Outbound> {
@@ -57,6 +61,15 @@ impl Peer {
 }
 
 fn peer(core: &mut ShardCore, id: u64, shared: &Arc<SharedEncoder>) -> Peer {
+    peer_with(core, id, shared, None)
+}
+
+fn peer_with(
+    core: &mut ShardCore,
+    id: u64,
+    shared: &Arc<SharedEncoder>,
+    wake: Option<Arc<EventFd>>,
+) -> Peer {
     let (media, ends) = ParticipantMedia::paced(R48, R48, MixMode::Full, 200).expect("rates");
     core.apply(ShardCommand::AddParticipant {
         room: ROOM,
@@ -68,6 +81,7 @@ fn peer(core: &mut ShardCore, id: u64, shared: &Arc<SharedEncoder>) -> Peer {
     let counters = Arc::new(WebRtcCounters::default());
     let endpoint = WebRtcEndpoint::new(EndpointParts {
         inbound,
+        wake: wake.clone(),
         outbound,
         receive_payload_type: 111,
         ends,
@@ -86,6 +100,7 @@ fn peer(core: &mut ShardCore, id: u64, shared: &Arc<SharedEncoder>) -> Peer {
     });
     Peer {
         to_gateway,
+        wake,
         from_gateway,
         counters,
         encoder: OpusEncoder::new(R48, OpusConfig::default()).expect("encoder"),
@@ -170,5 +185,115 @@ fn listeners_share_one_encode_and_the_talker_gets_its_own() {
             h.windows(2)
                 .all(|w| w[1].timestamp == w[0].timestamp.wrapping_add(960))
         );
+    }
+}
+
+fn wake_fd() -> Option<Arc<EventFd>> {
+    use nix::sys::eventfd::EfdFlags;
+    Some(Arc::new(
+        EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC).expect("eventfd"),
+    ))
+}
+
+#[test]
+fn two_forwarding_peers_hear_each_other_and_not_themselves() {
+    let (tx, _rx) = bounded(64);
+    let mut core = ShardCore::new(tx);
+    core.apply(ShardCommand::AddRoom {
+        room: ROOM,
+        media: Box::new(RoomMedia::new(R48, 8)),
+    });
+    let shared = Arc::new(SharedEncoder::new().expect("shared"));
+    let mut bob = peer_with(&mut core, 1, &shared, wake_fd());
+    let mut carol = peer_with(&mut core, 2, &shared, wake_fd());
+    // A listening agent: it hears both, so the legs also feed the mix.
+    let (media, mut agent) = ParticipantMedia::new(R48, R48, R48, MixMode::Full).expect("rates");
+    core.apply(ShardCommand::AddParticipant {
+        room: ROOM,
+        participant: ParticipantId(3),
+        media: Box::new(media),
+    });
+    let (b_tone, c_tone) = (
+        sine(R48, 660.0, -12.0, 960 * 100),
+        sine(R48, 440.0, -12.0, 960 * 100),
+    );
+    core.tick();
+    assert_eq!(core.forwarding_endpoints(), 2);
+    for (b, c) in b_tone.chunks_exact(960).zip(c_tone.chunks_exact(960)) {
+        bob.send(b);
+        core.wait_for_arrivals(std::time::Duration::from_millis(5));
+        carol.send(c);
+        core.wait_for_arrivals(std::time::Duration::from_millis(5));
+        core.tick();
+    }
+    let steady = 10..90;
+    for (who, p, own, other) in [
+        ("Bob", &mut bob, 660.0, 440.0),
+        ("Carol", &mut carol, 440.0, 660.0),
+    ] {
+        let got = p.received();
+        assert!(got.len() >= 95, "{who} got {} packets", got.len());
+        let pcm = decode(&got[steady.clone()]);
+        let (o, me) = (
+            tone_amplitude(&pcm, R48, other),
+            tone_amplitude(&pcm, R48, own),
+        );
+        assert!(o > 0.1, "{who} hears the other: {o}");
+        assert!(me < 0.005, "{who} hears itself: {me}");
+    }
+    let out = agent.output.as_mut().expect("listens");
+    let mut heard = Vec::new();
+    let mut frame = [0i16; 960];
+    while out.pull_frame(&mut frame) == chamade_media::ring::Pull::Frame {
+        heard.extend_from_slice(&frame);
+    }
+    let heard = &heard[960 * 10..heard.len().min(960 * 90)];
+    let (a, b) = (
+        tone_amplitude(heard, R48, 440.0),
+        tone_amplitude(heard, R48, 660.0),
+    );
+    assert!(a > 0.05 && b > 0.05, "the agent hears both: {a} {b}");
+}
+
+#[test]
+fn a_leg_that_forwarded_before_the_room_mixed_does_not_hear_itself_after() {
+    let (tx, _rx) = bounded(64);
+    let mut core = ShardCore::new(tx);
+    core.apply(ShardCommand::AddRoom {
+        room: ROOM,
+        media: Box::new(RoomMedia::new(R48, 8)),
+    });
+    let shared = Arc::new(SharedEncoder::new().expect("shared"));
+    let (media, mut agent) = ParticipantMedia::new(R48, R48, R48, MixMode::Full).expect("rates");
+    core.apply(ShardCommand::AddParticipant {
+        room: ROOM,
+        participant: ParticipantId(1),
+        media: Box::new(media),
+    });
+    let mut carol = peer_with(&mut core, 2, &shared, wake_fd());
+    let c_tone = sine(R48, 440.0, -12.0, 960 * 200);
+    let b_tone = sine(R48, 660.0, -12.0, 960 * 200);
+    let a_tone = sine(R48, 1000.0, -12.0, 960 * 200);
+    let mut bob: Option<Peer> = None;
+    for (i, c) in c_tone.chunks_exact(960).enumerate() {
+        if i == 4 {
+            agent.input.push_samples(&a_tone);
+        }
+        if i == 8 {
+            bob = Some(peer_with(&mut core, 3, &shared, wake_fd()));
+        }
+        carol.send(c);
+        core.wait_for_arrivals(std::time::Duration::from_millis(2));
+        if let Some(b) = bob.as_mut() {
+            b.send(&b_tone[i * 960..(i + 1) * 960]);
+            core.wait_for_arrivals(std::time::Duration::from_millis(2));
+        }
+        core.tick();
+    }
+    let got = carol.received();
+    let pcm = decode(&got);
+    for (k, second) in pcm.chunks(48_000 / 5).enumerate() {
+        let me = tone_amplitude(second, R48, 440.0);
+        assert!(me < 0.01, "Carol hears herself in window {k}: {me}");
     }
 }
