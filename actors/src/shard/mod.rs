@@ -17,6 +17,8 @@
 //! per due tick:
 //!   drain commands (try_recv until empty): add/remove room or participant, set mode,
 //!                                          add endpoint
+//!   redo the forwarding plan of every room whose voices or listeners changed
+//!   forwarding endpoints: forward what they hold to the listeners they serve
 //!   for each endpoint (an RTP or SIP leg): before_mix — read its socket, push one frame
 //!   for each room with participants:
 //!     for each participant:
@@ -36,7 +38,12 @@
 //!   record the tick's duration in the histogram
 //! ```
 //!
-//! Every listener gets exactly one frame per tick, silent or not, so a leg can pace itself
+//! Between ticks, while a room holds at most two voices, the thread waits on the sockets of
+//! its forwarding legs instead of sleeping: a frame bound for the one participant who hears
+//! only that leg is decoded, resampled and pushed to its output ring as it arrives, and the
+//! tick skips that participant's output (see `replan` and `route` in `core.rs`).
+//!
+//! Every listener the tick serves gets exactly one frame per tick, silent or not, so a leg can pace itself
 //! on its output ring. Overrun policy on output rings: the shard cannot discard the oldest
 //! samples of an SPSC ring it only writes, so a full ring loses the newest frame and the
 //! reader is expected to [`trim_to`](chamade_media::ring::PcmConsumer::trim_to) its latency
