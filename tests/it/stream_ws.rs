@@ -346,7 +346,8 @@ fn call_stats_report_queued_playout_on_request_and_periodically() {
     .unwrap();
     send_json(&mut ws, json!({"type": "call_stats", "interval_ms": 200}));
     let first = next_event(&mut ws, 400, of_type("call_stats"));
-    assert_eq!(first["mode"], "mixing");
+    // The agent is the room's only voice: nothing to mix, so the room forwards.
+    assert_eq!(first["mode"], "forwarding");
     // The server's end of this socket: TCP_NODELAY as the kernel reports it.
     assert_eq!(first["tcp_nodelay"], true);
     let q1 = first["queued_ms"].as_u64().unwrap();
