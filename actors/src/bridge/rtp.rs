@@ -266,11 +266,11 @@ pub struct RtpReceiver {
     dry: u32,
 }
 
-/// The least depth of a receiving leg's adaptive jitter buffer: 40 ms. It deepens from there
-/// under jitter and shrinks back to it. A one-frame floor cuts about 20 ms of latency on a
-/// clean network (measured in docs/PERFORMANCE.md), but on a loaded machine it concealed
-/// enough of a call's first seconds to fail an audio check, so it is not the default yet.
-const RECEIVE_JITTER_FLOOR: FrameCount = FrameCount::new(2);
+/// The least depth of a receiving leg's adaptive jitter buffer: one frame, so that on a
+/// clean network the tick mixes a packet with at most 20 ms of buffering. It deepens from
+/// there under jitter and shrinks back to it. (A two-party call does not use it at all: its
+/// frames are forwarded as they arrive.)
+const RECEIVE_JITTER_FLOOR: FrameCount = FrameCount::new(1);
 
 /// Frames a stream that runs dry is bridged with concealment before it falls silent: a
 /// buffer that runs dry mid-stream (a stall longer than its depth) must sound like a loss,
@@ -278,7 +278,7 @@ const RECEIVE_JITTER_FLOOR: FrameCount = FrameCount::new(2);
 const BRIDGED_DRY_FRAMES: u32 = 3;
 
 impl RtpReceiver {
-    /// A receiver for `codec` with an adaptive jitter buffer from 40 ms.
+    /// A receiver for `codec` with an adaptive jitter buffer from 20 ms.
     pub fn new(codec: RtpCodec) -> Result<RtpReceiver, RtpError> {
         let rate = codec.pcm_rate();
         let decoder = match codec {

@@ -331,8 +331,9 @@ fn on_a_clean_stream_the_buffer_stays_at_its_floor() {
     for (i, f) in frames(codec.pcm_rate(), 500.0, 100).iter().enumerate() {
         rx.on_datagram(tx.packetize(f).unwrap()).unwrap();
         rx.next_frame();
-        // Exactly the floor's one frame held back, never more.
-        assert_eq!(rx.stats().decoded, i as u64, "tick {i}");
+        // The floor is one frame: a packet that arrived before the tick plays in it, and
+        // nothing more is ever held back.
+        assert_eq!(rx.stats().decoded, i as u64 + 1, "tick {i}");
     }
     assert_eq!(rx.stats().concealed, 0);
 }
