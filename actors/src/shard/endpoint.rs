@@ -62,8 +62,8 @@ pub trait Endpoint: Send {
     /// After the rooms are mixed: pull this tick's output frame and send it.
     fn after_mix(&mut self) -> Step;
 
-    /// Whether the endpoint can hand its frames over as they arrive ([`forward`]
-    /// (Self::forward)) instead of once per tick. The shard forwards such an endpoint's
+    /// Whether the endpoint can hand its frames over as they arrive
+    /// ([`forward`](Self::forward)) instead of once per tick. The shard forwards such an endpoint's
     /// frames straight to the one participant who hears only it, while the room holds at
     /// most two voices.
     fn can_forward(&self) -> bool {
