@@ -19,6 +19,11 @@ pub const MAX_ROOM_PARTICIPANTS: usize = 256;
 /// [`MediaPlane::join_paced`]): it holds one frame at a time; the rest is slack.
 const PACED_RING_MS: u64 = 200;
 
+/// An agent's output ring: its session drops return audio beyond 200 ms anyway (a socket
+/// that far behind should hear the present), so more would only be pages touched as the ring
+/// wraps.
+const AGENT_OUTPUT_RING_MS: u64 = 300;
+
 /// Shard index bits in a mixer room id: the id names its shard, so no table is needed.
 const SHARD_BITS: u32 = 8;
 
@@ -114,8 +119,9 @@ impl MediaPlane {
         rate: SampleRate,
         mode: MixMode,
     ) -> Result<AgentLeg, MediaError> {
-        let (media, ends) = ParticipantMedia::new(native, rate, rate, mode)
-            .map_err(|e| MediaError::Rate(e.to_string()))?;
+        let (media, ends) =
+            ParticipantMedia::with_output_ms(native, rate, rate, mode, AGENT_OUTPUT_RING_MS)
+                .map_err(|e| MediaError::Rate(e.to_string()))?;
         self.seat(room, participant, media, ends)
     }
 
