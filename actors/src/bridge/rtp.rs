@@ -182,6 +182,17 @@ enum Decoder {
     Opus(Box<OpusDecoder>),
 }
 
+impl Decoder {
+    /// Decodes one packet's payload into `frame`.
+    fn decode(&mut self, bytes: &[u8], frame: &mut Frame) -> Result<(), CodecError> {
+        match self {
+            Decoder::Pcmu => g711::ulaw::decode(bytes, frame.samples_mut()).map(|_| ()),
+            Decoder::Pcma => g711::alaw::decode(bytes, frame.samples_mut()).map(|_| ()),
+            Decoder::Opus(d) => d.decode(bytes, frame).map(|_| ()),
+        }
+    }
+}
+
 /// Counters of a receiving leg.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReceiverStats {
@@ -409,11 +420,7 @@ impl RtpReceiver {
     /// The frame for this tick: decoded, concealed or silent, at [`RtpCodec::pcm_rate`].
     pub fn next_frame(&mut self) -> &Frame {
         let (decoder, frame) = (&mut self.decoder, &mut self.frame);
-        let popped = self.jitter.pop_with(|bytes| match decoder {
-            Decoder::Pcmu => g711::ulaw::decode(bytes, frame.samples_mut()).map(|_| ()),
-            Decoder::Pcma => g711::alaw::decode(bytes, frame.samples_mut()).map(|_| ()),
-            Decoder::Opus(d) => d.decode(bytes, frame).map(|_| ()),
-        });
+        let popped = self.jitter.pop_with(|bytes| decoder.decode(bytes, frame));
         match popped {
             Playout::Packet(decoded) => match decoded {
                 Ok(()) => {
@@ -444,11 +451,7 @@ impl RtpReceiver {
         let mut n = 0;
         loop {
             let (decoder, frame) = (&mut self.decoder, &mut self.frame);
-            let taken = self.jitter.take_with(|bytes| match decoder {
-                Decoder::Pcmu => g711::ulaw::decode(bytes, frame.samples_mut()).map(|_| ()),
-                Decoder::Pcma => g711::alaw::decode(bytes, frame.samples_mut()).map(|_| ()),
-                Decoder::Opus(d) => d.decode(bytes, frame).map(|_| ()),
-            });
+            let taken = self.jitter.take_with(|bytes| decoder.decode(bytes, frame));
             match taken {
                 None => return n,
                 Some(Ok(())) => {

@@ -270,14 +270,7 @@ impl<T> JitterBuffer<T> {
     /// ```
     pub fn take_next(&mut self) -> Option<T> {
         let oldest = self.oldest_held()?;
-        let skipped = oldest - self.next;
-        self.stats.lost += skipped;
-        self.played_history = if skipped >= HISTORY_BITS {
-            0
-        } else {
-            self.played_history << skipped
-        };
-        self.next = oldest;
+        self.skip_to(oldest);
         let payload = self.slots[self.index(oldest)].take()?;
         self.held -= 1;
         self.played_history = (self.played_history << 1) | 1;
@@ -487,6 +480,12 @@ impl<T> JitterBuffer<T> {
         if !(enough || waited) {
             return false;
         }
+        self.skip_to(oldest);
+        true
+    }
+
+    /// Moves the head forward to `oldest`, counting the sequence numbers passed over as lost.
+    fn skip_to(&mut self, oldest: u64) {
         let skipped = oldest - self.next;
         self.stats.lost += skipped;
         self.played_history = if skipped >= HISTORY_BITS {
@@ -495,7 +494,6 @@ impl<T> JitterBuffer<T> {
             self.played_history << skipped
         };
         self.next = oldest;
-        true
     }
 
     fn restart_trim_window(&mut self) {

@@ -123,13 +123,7 @@ fn decode(packets: &[Outbound]) -> Vec<i16> {
 
 #[test]
 fn listeners_share_one_encode_and_the_talker_gets_its_own() {
-    let (tx, _rx) = bounded(64);
-    let mut core = ShardCore::new(tx);
-    core.apply(ShardCommand::AddRoom {
-        room: ROOM,
-        media: Box::new(RoomMedia::new(R48, 8)),
-    });
-    let shared = Arc::new(SharedEncoder::new().expect("shared"));
+    let (mut core, shared) = room();
     let mut talker = peer(&mut core, 1, &shared);
     let mut listeners = [peer(&mut core, 2, &shared), peer(&mut core, 3, &shared)];
     let tone = sine(R48, 440.0, -12.0, 960 * 100);
@@ -188,6 +182,28 @@ fn listeners_share_one_encode_and_the_talker_gets_its_own() {
     }
 }
 
+/// A shard with one 48 kHz room and the room's shared encoder.
+fn room() -> (ShardCore, Arc<SharedEncoder>) {
+    let (tx, _rx) = bounded(64);
+    let mut core = ShardCore::new(tx);
+    core.apply(ShardCommand::AddRoom {
+        room: ROOM,
+        media: Box::new(RoomMedia::new(R48, 8)),
+    });
+    (core, Arc::new(SharedEncoder::new().expect("shared")))
+}
+
+/// Seats an agent that listens (and talks only if it writes).
+fn agent(core: &mut ShardCore, id: u64) -> crate::shard::LegEnds {
+    let (media, ends) = ParticipantMedia::new(R48, R48, R48, MixMode::Full).expect("rates");
+    core.apply(ShardCommand::AddParticipant {
+        room: ROOM,
+        participant: ParticipantId(id),
+        media: Box::new(media),
+    });
+    ends
+}
+
 fn wake_fd() -> Option<Arc<EventFd>> {
     use nix::sys::eventfd::EfdFlags;
     Some(Arc::new(
@@ -197,22 +213,11 @@ fn wake_fd() -> Option<Arc<EventFd>> {
 
 #[test]
 fn two_forwarding_peers_hear_each_other_and_not_themselves() {
-    let (tx, _rx) = bounded(64);
-    let mut core = ShardCore::new(tx);
-    core.apply(ShardCommand::AddRoom {
-        room: ROOM,
-        media: Box::new(RoomMedia::new(R48, 8)),
-    });
-    let shared = Arc::new(SharedEncoder::new().expect("shared"));
+    let (mut core, shared) = room();
     let mut bob = peer_with(&mut core, 1, &shared, wake_fd());
     let mut carol = peer_with(&mut core, 2, &shared, wake_fd());
     // A listening agent: it hears both, so the legs also feed the mix.
-    let (media, mut agent) = ParticipantMedia::new(R48, R48, R48, MixMode::Full).expect("rates");
-    core.apply(ShardCommand::AddParticipant {
-        room: ROOM,
-        participant: ParticipantId(3),
-        media: Box::new(media),
-    });
+    let mut agent = agent(&mut core, 3);
     let (b_tone, c_tone) = (
         sine(R48, 660.0, -12.0, 960 * 100),
         sine(R48, 440.0, -12.0, 960 * 100),
@@ -257,19 +262,8 @@ fn two_forwarding_peers_hear_each_other_and_not_themselves() {
 
 #[test]
 fn a_leg_that_forwarded_before_the_room_mixed_does_not_hear_itself_after() {
-    let (tx, _rx) = bounded(64);
-    let mut core = ShardCore::new(tx);
-    core.apply(ShardCommand::AddRoom {
-        room: ROOM,
-        media: Box::new(RoomMedia::new(R48, 8)),
-    });
-    let shared = Arc::new(SharedEncoder::new().expect("shared"));
-    let (media, mut agent) = ParticipantMedia::new(R48, R48, R48, MixMode::Full).expect("rates");
-    core.apply(ShardCommand::AddParticipant {
-        room: ROOM,
-        participant: ParticipantId(1),
-        media: Box::new(media),
-    });
+    let (mut core, shared) = room();
+    let mut agent = agent(&mut core, 1);
     let mut carol = peer_with(&mut core, 2, &shared, wake_fd());
     let c_tone = sine(R48, 440.0, -12.0, 960 * 200);
     let b_tone = sine(R48, 660.0, -12.0, 960 * 200);
