@@ -61,10 +61,13 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 #[path = "common/procfs.rs"]
 mod procfs;
+#[path = "common/stats.rs"]
+mod stats;
 use procfs::{
     check_loopback, clock_ticks, cores_busy, proc_cpu_ticks, proc_status, proc_threads,
     thread_groups, wait_until,
 };
+use stats::{Noise, pct, sorted};
 
 const USAGE: &str = "usage: cargo bench --bench rtp_load -- --url http://127.0.0.1:PORT --key KEY \
 [--rooms R] [--per-room N] [--codec pcmu|opus] [--warmup S] [--duration S] [--probes P] \
@@ -318,19 +321,6 @@ impl Opts {
 
 // ---------------------------------------------------------------------------------------
 // Payloads
-
-/// xorshift64*: a fixed, reproducible noise source.
-struct Noise(u64);
-
-impl Noise {
-    fn next_unit(&mut self) -> f64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        let v = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D);
-        (v >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
-    }
-}
 
 /// `frames` consecutive 20 ms frames of a tone at `freq` with noise of a quarter of `amp`.
 fn tone_frames(
@@ -674,37 +664,7 @@ fn shard_counters(client: &reqwest::blocking::Client, url: &str) -> Option<HashM
     if !resp.status().is_success() {
         return None;
     }
-    let text = resp.text().ok()?;
-    let mut sums = HashMap::new();
-    for line in text.lines() {
-        if line.starts_with('#') {
-            continue;
-        }
-        let Some((series, value)) = line.rsplit_once(' ') else {
-            continue;
-        };
-        let name = series.split('{').next().unwrap_or(series);
-        let wanted = [
-            "chamade_shard_ticks_total",
-            "chamade_shard_deadline_misses_total",
-            "chamade_shard_skipped_ticks_total",
-            "chamade_shard_rejected_commands_total",
-            "chamade_shard_tick_duration_max_us",
-            "chamade_shard_participants",
-            "chamade_shard_rooms",
-        ];
-        if wanted.contains(&name)
-            && let Ok(v) = value.trim().parse::<f64>()
-        {
-            let e = sums.entry(name.to_string()).or_insert(0.0);
-            if name.ends_with("max_us") {
-                *e = f64::max(*e, v);
-            } else {
-                *e += v;
-            }
-        }
-    }
-    Some(sums)
+    Some(stats::shard_counters(&resp.text().ok()?))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1046,7 +1006,7 @@ fn run(opts: &Opts) -> Result<(), String> {
         "per_room": opts.per_room,
         "participants": n,
         "setup_s": r1(Some(setup_s)),
-        "join_ms_p50": r3(pct(&sorted_of(&join_ms), 50.0)),
+        "join_ms_p50": r3(pct(&sorted(&join_ms), 50.0)),
         "window_s": r3(Some(wall)),
         "server_cpu_pct_of_one_core": r1(cpu_pct),
         "server_cpu_pct_schedstat": r1(schedstat_pct),
@@ -1100,21 +1060,6 @@ fn run(opts: &Opts) -> Result<(), String> {
         writeln!(f, "{res}").map_err(|e| format!("--out {path}: {e}"))?;
     }
     Ok(())
-}
-
-fn sorted_of(v: &[f64]) -> Vec<f64> {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    s
-}
-
-/// Nearest-rank percentile of sorted values (the rule of `ab_bench.py`).
-fn pct(sorted: &[f64], q: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let k = (q / 100.0 * (sorted.len() - 1) as f64).round() as usize;
-    Some(sorted[k.min(sorted.len() - 1)])
 }
 
 // ---------------------------------------------------------------------------------------

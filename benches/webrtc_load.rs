@@ -77,10 +77,13 @@ use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 
 #[path = "common/procfs.rs"]
 mod procfs;
+#[path = "common/stats.rs"]
+mod stats;
 use procfs::{
     check_loopback, clock_ticks, cores_busy, proc_cpu_ticks, proc_status, proc_threads,
     thread_groups, wait_until,
 };
+use stats::{Noise, pct, sorted};
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
     RTCConfigurationBuilder, RTCIceGatheringState, RTCPeerConnectionState, RTCSessionDescription,
@@ -327,19 +330,6 @@ impl Opts {
 
 // ---------------------------------------------------------------------------------------
 // Payloads
-
-/// xorshift64*: a fixed, reproducible noise source.
-struct Noise(u64);
-
-impl Noise {
-    fn next_unit(&mut self) -> f64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        let v = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D);
-        (v >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
-    }
-}
 
 /// The pre-encoded streams the peers cycle through.
 struct Payloads {
@@ -889,51 +879,7 @@ async fn shard_counters(client: &reqwest::Client, url: &str) -> Option<HashMap<S
     if !resp.status().is_success() {
         return None;
     }
-    let text = resp.text().await.ok()?;
-    let wanted = [
-        "chamade_shard_ticks_total",
-        "chamade_shard_deadline_misses_total",
-        "chamade_shard_skipped_ticks_total",
-        "chamade_shard_rejected_commands_total",
-        "chamade_shard_tick_duration_max_us",
-        "chamade_shard_participants",
-        "chamade_shard_rooms",
-    ];
-    let mut sums = HashMap::new();
-    for line in text.lines() {
-        if line.starts_with('#') {
-            continue;
-        }
-        let Some((series, value)) = line.rsplit_once(' ') else {
-            continue;
-        };
-        let name = series.split('{').next().unwrap_or(series);
-        if wanted.contains(&name)
-            && let Ok(v) = value.trim().parse::<f64>()
-        {
-            let e = sums.entry(name.to_string()).or_insert(0.0);
-            if name.ends_with("max_us") {
-                *e = f64::max(*e, v);
-            } else {
-                *e += v;
-            }
-        }
-    }
-    Some(sums)
-}
-
-/// Nearest-rank percentile of sorted values.
-fn pct(sorted: &[f64], q: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let k = (q / 100.0 * (sorted.len() - 1) as f64).round() as usize;
-    Some(sorted[k.min(sorted.len() - 1)])
-}
-
-fn sorted(mut v: Vec<f64>) -> Vec<f64> {
-    v.sort_by(f64::total_cmp);
-    v
+    Some(stats::shard_counters(&resp.text().await.ok()?))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1240,7 +1186,7 @@ async fn run(opts: &Opts, handle: tokio::runtime::Handle) -> Result<(), String> 
     let over_25 = (!iat_ms.is_empty())
         .then(|| iat_ms.iter().filter(|&&x| x > 25.0).count() as f64 / iat_ms.len() as f64);
     let iat_n = iat_ms.len();
-    let iat = sorted(iat_ms);
+    let iat = sorted(&iat_ms);
 
     let (lats, agent_frames, agent_error) = match &agent_res {
         Some(a) => {
@@ -1255,16 +1201,16 @@ async fn run(opts: &Opts, handle: tokio::runtime::Handle) -> Result<(), String> 
                     lats.push((at - m).as_secs_f64() * 1e3);
                 }
             }
-            (sorted(lats), Some(a.frames.len()), a.error.clone())
+            (sorted(&lats), Some(a.frames.len()), a.error.clone())
         }
         None => (Vec::new(), None, None),
     };
-    let late = sorted(send.late_us.clone());
-    let tick_us = sorted(send.tick_us.clone());
+    let late = sorted(&send.late_us);
+    let tick_us = sorted(&send.tick_us);
     let us_per_part_frame = cpu_pct.map(|c| c / 100.0 * FRAME_US / n as f64);
     let r3 = |v: Option<f64>| v.map(|x| (x * 1e3).round() / 1e3);
     let r1 = |v: Option<f64>| v.map(|x| (x * 10.0).round() / 10.0);
-    let join = sorted(join_ms);
+    let join = sorted(&join_ms);
     let agent_latency = opts.latency.then(|| {
         json!({
             "markers": send.markers.len(),
