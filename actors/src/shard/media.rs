@@ -364,11 +364,6 @@ impl RoomMedia {
         }
     }
 
-    /// Whether the room forwards (at most two voices) rather than mixes.
-    pub fn is_forwarding(&self) -> bool {
-        self.stats.snapshot().forwarding
-    }
-
     /// The room's counters; take a handle before sending the room to its shard.
     pub fn stats(&self) -> &Arc<RoomStats> {
         &self.stats

@@ -543,15 +543,12 @@ impl Endpoint for TestEndpoint {
     }
 
     fn on_readable(&mut self) -> bool {
-        let mut buf = [0u8; 16];
-        match self.socket.recv(&mut buf) {
-            Ok(n) if n > 0 => {
-                self.log('r');
-                self.pending.push(i16::from(buf[0]));
-                true
-            }
-            _ => false,
-        }
+        let Some(value) = recv_value(&self.socket) else {
+            return false;
+        };
+        self.log('r');
+        self.pending.push(value);
+        true
     }
 
     fn before_mix(&mut self, watched: bool) -> Step {
@@ -579,6 +576,15 @@ impl Endpoint for TestEndpoint {
             }
         }
         Step::Continue
+    }
+}
+
+/// The sample value a test datagram carries (its first byte), if one was waiting.
+fn recv_value(socket: &std::net::UdpSocket) -> Option<i16> {
+    let mut buf = [0u8; 16];
+    match socket.recv(&mut buf) {
+        Ok(n) if n > 0 => Some(i16::from(buf[0])),
+        _ => None,
     }
 }
 
@@ -707,14 +713,11 @@ impl Endpoint for ForwardingEndpoint {
     }
 
     fn on_readable(&mut self) -> bool {
-        let mut buf = [0u8; 16];
-        match self.socket.recv(&mut buf) {
-            Ok(n) if n > 0 => {
-                self.pending.push_back(i16::from(buf[0]));
-                true
-            }
-            _ => false,
-        }
+        let Some(value) = recv_value(&self.socket) else {
+            return false;
+        };
+        self.pending.push_back(value);
+        true
     }
 
     fn before_mix(&mut self, _watched: bool) -> Step {
