@@ -120,6 +120,9 @@ pub struct RoomCounters {
     pub max_talkers: u64,
     /// Frames delivered by the forwarding fast path as they arrived, not on a tick.
     pub forwarded_frames: u64,
+    /// Frames of an agent's audio that missed their tick and left with the next one
+    /// instead of adding 20 ms of latency for the rest of the call.
+    pub caught_up_frames: u64,
     /// Switches between forwarding and mixing so far.
     pub mode_switches: u64,
 }

@@ -476,6 +476,7 @@ fn call_stats(
             talker_frames: s.talker_frames,
             max_talkers: s.max_talkers,
             forwarded_frames: s.forwarded_frames,
+            caught_up_frames: s.caught_up_frames,
             mode_switches: s.mode_switches,
         }),
         phone: phone.map(|c| {

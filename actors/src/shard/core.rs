@@ -298,6 +298,7 @@ impl ShardCore {
             rooms,
             endpoints,
             disposer,
+            flush,
             ..
         } = self;
         endpoints.run(
@@ -305,9 +306,19 @@ impl ShardCore {
             |room, participant, e| endpoint_done(rooms, disposer, room, participant, e),
         );
         let stats = &*disposer.stats;
+        flush.clear();
         for room in rooms.values_mut() {
             if !room.is_empty() {
+                play_paced(room, now, stats, flush);
                 tick_room(room, now, stats);
+            }
+        }
+        // Endpoints that paced voices played to send what they got (one frame, or two when
+        // a late frame catches up); `after_mix` then finds their rings empty.
+        for &j in flush.iter() {
+            if let Some(dest) = endpoints.slot_mut(j) {
+                // A leg that is done is removed by `after_mix` just below.
+                let _: Step = dest.endpoint.flush_output();
             }
         }
         endpoints.run(
@@ -366,8 +377,9 @@ impl ShardCore {
         }
         flush.clear();
         let stats = &*disposer.stats;
-        slot.endpoint
-            .forward(&mut |frame| route(room, src, frame, now, stats, flush));
+        slot.endpoint.forward(&mut |frame| {
+            route(room, src, frame, now, stats, flush, Delivery::Arrived);
+        });
         for &j in flush.iter() {
             if let Some(dest) = endpoints.slot_mut(j) {
                 // A leg that is done is removed by the next tick's `after_mix`.
@@ -694,7 +706,9 @@ fn replan(room: &mut RoomMedia, endpoints: &mut Endpoints, now: u64) {
     for m in &room.members {
         if m.is_voice() {
             if let Some(v) = voices.get_mut(count) {
-                *v = Some((m.id, m.endpoint.is_some_and(|(_, can)| can)));
+                // A leg serves when it can forward; a voice without a leg (an agent) serves
+                // with its paced queue, played on the tick (`play_paced`).
+                *v = Some((m.id, m.endpoint.is_none_or(|(_, can)| can)));
             }
             count += 1;
         }
@@ -716,6 +730,25 @@ fn replan(room: &mut RoomMedia, endpoints: &mut Endpoints, now: u64) {
         m.served_by = source;
         m.media.stats.set_forwarded(source.is_some());
     }
+    // A voice without a leg serves one listener at most: several listeners at one rate
+    // share one resample of the mix (a lane), which routing to each would multiply.
+    for i in 0..room.members.len() {
+        let id = room.members[i].id;
+        if room.members[i].endpoint.is_some() {
+            continue;
+        }
+        let served = room
+            .members
+            .iter()
+            .filter(|d| d.served_by == Some(id))
+            .count();
+        if served > 1 {
+            for d in room.members.iter_mut().filter(|d| d.served_by == Some(id)) {
+                d.served_by = None;
+                d.media.stats.set_forwarded(false);
+            }
+        }
+    }
     for i in 0..room.members.len() {
         let id = room.members[i].id;
         let serves = room.members.iter().any(|d| d.served_by == Some(id));
@@ -726,6 +759,9 @@ fn replan(room: &mut RoomMedia, endpoints: &mut Endpoints, now: u64) {
                 .any(|l| l.id != id && l.listens_now() && l.served_by != Some(id));
         let m = &mut room.members[i];
         m.feeds_mix = feeds_mix;
+        if !serves || feeds_mix {
+            m.late_slot = false;
+        }
         if m.forwards != serves {
             m.forwards = serves;
             if let Some((index, _)) = m.endpoint {
@@ -746,6 +782,7 @@ fn route(
     now: u64,
     stats: &ShardStats,
     flush: &mut Vec<usize>,
+    how: Delivery,
 ) {
     let RoomMedia {
         mixer,
@@ -762,8 +799,12 @@ fn route(
         p.in_resampler.reset();
     }
     p.in_last_fed = now;
-    p.in_last_audio = now;
-    p.stats.frame_in();
+    if how == Delivery::Silence {
+        p.stats.frame_silent();
+    } else {
+        p.in_last_audio = now;
+        p.stats.frame_in();
+    }
     let Ok(room_frame) = mixer.input_mut(slot) else {
         return;
     };
@@ -796,14 +837,146 @@ fn route(
         push_frame(&mut out.ring, frame, &p.stats);
         p.stats.set_last_output(now, false);
         d.fwd_last = now;
-        room_stats.forwarded();
+        if how == Delivery::Arrived {
+            room_stats.forwarded();
+        }
         match d.endpoint {
-            Some((index, _)) => flush.push(index),
+            Some((index, _)) => flush_once(flush, index),
             None => p.stats.output_ready().notify_one(),
         }
     }
     if !feeds_mix {
         // Seated members always hold a live slot, so this cannot fail.
         let _ = mixer.set_silent(slot);
+    }
+}
+
+/// How a frame reaches the listeners a voice serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    /// A leg's frame, the moment its datagram arrived (the fast path proper).
+    Arrived,
+    /// A frame of an agent's queue, on its tick.
+    Paced,
+    /// Silence after an agent's stream, fed once so the resamplers' tails are heard.
+    Silence,
+}
+
+/// Plays the queue of every voice without a leg of its own (an agent) that serves
+/// listeners: one frame per tick, straight into their output rings, as the one-voice mix
+/// would have been.
+///
+/// A stream whose frame missed its tick (read late by the agent's worker, or sent late)
+/// finds its queue dry at that tick. Played as a mix, the tick would send silence and the
+/// late frame would wait a tick behind its successor for the rest of the stream: 20 ms of
+/// standing latency from one late frame. Here that slot is held instead (nothing leaves for
+/// it), and at the next tick where the late frame and its successor are both queued, both
+/// leave: the late frame is 20 ms late once, and the stream is back on time. A slot held
+/// for a frame that does not come is filled with silence at the next tick, so the listener
+/// still gets exactly one frame per tick on average and its timeline never drifts. A voice
+/// that someone also hears through the mix (a monitor) plays exactly one frame per tick.
+fn play_paced(room: &mut RoomMedia, now: u64, stats: &ShardStats, flush: &mut Vec<usize>) {
+    for src in 0..room.members.len() {
+        let m = &mut room.members[src];
+        if !m.forwards || m.endpoint.is_some() {
+            continue;
+        }
+        let catch_up = m.late_slot && !m.feeds_mix;
+        let p = &mut *m.media;
+        if p.stats.take_flush_request() {
+            p.input.flush();
+        }
+        // The frame buffer is lent out while `route` borrows the room.
+        let mut buf = std::mem::take(&mut p.in_buf);
+        let mut played = 0;
+        for _ in 0..1 + usize::from(catch_up) {
+            let input = &mut room.members[src].media.input;
+            // The second frame only when it is all there: a partial one waits its turn.
+            if played == 1 && input.queued_samples() < buf.len() {
+                break;
+            }
+            if !input.pull_frame(&mut buf).has_audio() {
+                break;
+            }
+            route(room, src, &buf, now, stats, flush, Delivery::Paced);
+            played += 1;
+        }
+        let m = &mut room.members[src];
+        m.media.in_buf = buf;
+        match played {
+            0 if !m.late_slot && !m.feeds_mix && follows(m.media.in_last_audio, now) => {
+                // Dry in mid-stream: hold this slot for the late frame.
+                m.late_slot = true;
+                m.media.stats.frame_silent();
+                let id = m.id;
+                for d in room.members.iter_mut().filter(|d| d.served_by == Some(id)) {
+                    d.fwd_last = now;
+                }
+            }
+            0 => {
+                let owed = 1 + usize::from(m.late_slot);
+                m.late_slot = false;
+                play_silence(room, src, owed, now, stats, flush);
+            }
+            1 => {}
+            _ => {
+                m.late_slot = false;
+                room.stats.caught_up();
+            }
+        }
+    }
+}
+
+/// `frames` frames of silence from a paced voice to everyone it serves. The first tick
+/// after its audio feeds one through the resamplers so that their delayed tails are heard;
+/// the rest are plain zeros (the resamplers restart clean on the next audio).
+fn play_silence(
+    room: &mut RoomMedia,
+    src: usize,
+    frames: usize,
+    now: u64,
+    stats: &ShardStats,
+    flush: &mut Vec<usize>,
+) {
+    let p = &mut *room.members[src].media;
+    let mut zeros = frames;
+    if !p.in_resampler.is_passthrough()
+        && follows(p.in_last_fed, now)
+        && p.in_last_fed == p.in_last_audio
+    {
+        let mut buf = std::mem::take(&mut p.in_buf);
+        buf.fill(0);
+        route(room, src, &buf, now, stats, flush, Delivery::Silence);
+        room.members[src].media.in_buf = buf;
+        zeros -= 1;
+    } else {
+        p.stats.frame_silent();
+    }
+    let id = room.members[src].id;
+    for d in room.members.iter_mut().filter(|d| d.served_by == Some(id)) {
+        d.fwd_last = now;
+        let p = &mut *d.media;
+        let Some(out) = p.output.as_mut() else {
+            continue;
+        };
+        if zeros == 0 {
+            continue;
+        }
+        out.buf.fill(0);
+        for _ in 0..zeros {
+            push_frame(&mut out.ring, &out.buf, &p.stats);
+        }
+        p.stats.set_last_output(now, false);
+        match d.endpoint {
+            Some((index, _)) => flush_once(flush, index),
+            None => p.stats.output_ready().notify_one(),
+        }
+    }
+}
+
+/// Lists an endpoint to flush, once per run of frames routed to it.
+fn flush_once(flush: &mut Vec<usize>, index: usize) {
+    if flush.last() != Some(&index) {
+        flush.push(index);
     }
 }

@@ -292,6 +292,11 @@ pub(crate) struct Member {
     pub(crate) feeds_mix: bool,
     /// Tick count when a forwarded frame last reached it.
     pub(crate) fwd_last: u64,
+    /// A voice without a leg (an agent) that serves listeners found its queue dry in the
+    /// middle of a stream and played nothing for that slot: its next frame is late, and
+    /// when it and the one after are both queued at a tick, both leave then, so a frame
+    /// that missed its tick costs that frame 20 ms instead of adding 20 ms for good.
+    pub(crate) late_slot: bool,
 }
 
 impl Member {
@@ -306,6 +311,7 @@ impl Member {
             forwards: false,
             feeds_mix: false,
             fwd_last: 0,
+            late_slot: false,
         }
     }
 

@@ -348,6 +348,7 @@ pub struct RoomStats {
     max_talkers: AtomicU64,
     forwarding: AtomicBool,
     forwarded_frames: AtomicU64,
+    caught_up_frames: AtomicU64,
     mode_switches: AtomicU64,
 }
 
@@ -362,6 +363,7 @@ impl Default for RoomStats {
             max_talkers: AtomicU64::new(0),
             forwarding: AtomicBool::new(true),
             forwarded_frames: AtomicU64::new(0),
+            caught_up_frames: AtomicU64::new(0),
             mode_switches: AtomicU64::new(0),
         }
     }
@@ -383,6 +385,9 @@ pub struct RoomSnapshot {
     pub forwarding: bool,
     /// Frames delivered by the fast path, as they arrived.
     pub forwarded_frames: u64,
+    /// Frames of an agent's paced audio that missed their tick and left with the next
+    /// one, so that a late frame never leaves standing latency behind.
+    pub caught_up_frames: u64,
     /// Switches between forwarding and mixing.
     pub mode_switches: u64,
 }
@@ -397,6 +402,7 @@ impl RoomStats {
             max_talkers: self.max_talkers.load(Ordering::Relaxed),
             forwarding: self.forwarding.load(Ordering::Relaxed),
             forwarded_frames: self.forwarded_frames.load(Ordering::Relaxed),
+            caught_up_frames: self.caught_up_frames.load(Ordering::Relaxed),
             mode_switches: self.mode_switches.load(Ordering::Relaxed),
         }
     }
@@ -410,6 +416,10 @@ impl RoomStats {
 
     pub(crate) fn forwarded(&self) {
         self.forwarded_frames.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn caught_up(&self) {
+        self.caught_up_frames.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn record_tick(&self, talkers: u64) {

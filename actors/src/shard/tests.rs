@@ -908,3 +908,162 @@ fn a_listener_of_two_forwarding_legs_still_hears_both_through_the_mix() {
     assert_eq!(values(&read_all(out)), vec![11]);
     assert_eq!(room_snapshot(&core).forwarded_frames, 2);
 }
+
+/// A leg that records, per tick, the value of each frame it sends (flushed or after the
+/// mix), and forwards nothing itself.
+struct RecordingEndpoint {
+    ends: LegEnds,
+    tick: u64,
+    sent: std::sync::Arc<std::sync::Mutex<Vec<(u64, i16)>>>,
+}
+
+impl RecordingEndpoint {
+    fn send_all(&mut self) -> Step {
+        let Some(out) = self.ends.output.as_mut() else {
+            return Step::Continue;
+        };
+        let mut frame = vec![0i16; out.rate().frame_samples()];
+        while out.queued_samples() >= frame.len() && out.pull_frame(&mut frame) == Pull::Frame {
+            self.sent.lock().unwrap().push((self.tick, frame[0]));
+        }
+        Step::Continue
+    }
+}
+
+impl Endpoint for RecordingEndpoint {
+    fn before_mix(&mut self, _watched: bool) -> Step {
+        self.tick += 1;
+        Step::Continue
+    }
+
+    fn after_mix(&mut self) -> Step {
+        self.send_all()
+    }
+
+    fn flush_output(&mut self) -> Step {
+        self.send_all()
+    }
+
+    fn can_forward(&self) -> bool {
+        true
+    }
+}
+
+/// Seats participant `id` with a recording endpoint; returns what it sends.
+fn recording_leg(
+    core: &mut ShardCore,
+    id: u64,
+) -> std::sync::Arc<std::sync::Mutex<Vec<(u64, i16)>>> {
+    let (media, ends) = ParticipantMedia::paced(R16, R16, MixMode::Full, 100).unwrap();
+    core.apply(ShardCommand::AddParticipant {
+        room: ROOM,
+        participant: ParticipantId(id),
+        media: Box::new(media),
+    });
+    let sent = std::sync::Arc::default();
+    core.apply(ShardCommand::AddEndpoint {
+        room: ROOM,
+        participant: ParticipantId(id),
+        endpoint: Box::new(RecordingEndpoint {
+            ends,
+            tick: 0,
+            sent: std::sync::Arc::clone(&sent),
+        }),
+    });
+    sent
+}
+
+/// Queues one frame whose every sample is `value`.
+fn say(leg: &mut LegEnds, value: i16) {
+    let frame = vec![value; leg.input.rate().frame_samples()];
+    assert_eq!(leg.input.push_samples(&frame).dropped, 0);
+}
+
+#[test]
+fn an_agent_frame_that_misses_its_tick_catches_up_instead_of_standing() {
+    let (mut core, _rx) = shard();
+    add_room(&mut core, ROOM, R16, 4);
+    let sent = recording_leg(&mut core, 1);
+    let mut agent = join(&mut core, 2, R16, R16, MixMode::Full);
+    let take = |sent: &std::sync::Arc<std::sync::Mutex<Vec<(u64, i16)>>>| {
+        std::mem::take(&mut *sent.lock().unwrap())
+    };
+    // The agent streams in real time: one frame per tick, each sent on that tick.
+    for v in 1..=3 {
+        say(&mut agent, v);
+        core.tick();
+    }
+    assert_eq!(take(&sent), vec![(1, 1), (2, 2), (3, 3)]);
+    assert!(room_snapshot(&core).forwarding);
+    // Frame 4 misses tick 4: nothing leaves for that slot (no silence in the stream).
+    core.tick();
+    assert_eq!(take(&sent), vec![]);
+    // It arrives with frame 5: both leave on tick 5, in order, and nothing stays queued.
+    say(&mut agent, 4);
+    say(&mut agent, 5);
+    core.tick();
+    assert_eq!(take(&sent), vec![(5, 4), (5, 5)]);
+    assert_eq!(agent.input.queued_samples(), 0, "no standing latency");
+    assert_eq!(room_snapshot(&core).caught_up_frames, 1);
+    for v in 6..=8 {
+        say(&mut agent, v);
+        core.tick();
+    }
+    assert_eq!(take(&sent), vec![(6, 6), (7, 7), (8, 8)]);
+
+    // Audio queued ahead (an utterance sent at once) still plays one frame per tick.
+    for v in 10..15 {
+        say(&mut agent, v);
+    }
+    ticks(&mut core, 5);
+    assert_eq!(
+        take(&sent),
+        vec![(9, 10), (10, 11), (11, 12), (12, 13), (13, 14)]
+    );
+
+    // The stream ends: the slot held for a late frame is filled with silence at the next
+    // tick, then one silent frame per tick; one frame per tick on average throughout.
+    core.tick();
+    assert_eq!(take(&sent), vec![]);
+    core.tick();
+    assert_eq!(take(&sent), vec![(15, 0), (15, 0)]);
+    ticks(&mut core, 2);
+    assert_eq!(take(&sent), vec![(16, 0), (17, 0)]);
+    assert_eq!(room_snapshot(&core).caught_up_frames, 1);
+    assert_eq!(
+        room_snapshot(&core).forwarded_frames,
+        0,
+        "no leg frame arrived"
+    );
+}
+
+#[test]
+fn an_agent_heard_by_a_monitor_too_plays_one_frame_per_tick() {
+    let (mut core, _rx) = shard();
+    add_room(&mut core, ROOM, R16, 4);
+    let sent = recording_leg(&mut core, 1);
+    let mut agent = join(&mut core, 2, R16, R16, MixMode::Full);
+    let mut monitor = join(&mut core, 3, R16, R16, MixMode::Full);
+    // Until the agent has sent audio it is no voice, and the monitor hears the leg alone.
+    say(&mut agent, 0);
+    core.tick();
+    read_all(monitor.output.as_mut().unwrap());
+    sent.lock().unwrap().clear();
+    for v in 1..=2 {
+        say(&mut agent, v);
+        core.tick();
+    }
+    // Late: the monitor hears the mix, so the agent does not catch up two frames at once.
+    core.tick();
+    say(&mut agent, 3);
+    say(&mut agent, 4);
+    core.tick();
+    core.tick();
+    let got = std::mem::take(&mut *sent.lock().unwrap());
+    assert_eq!(got, vec![(2, 1), (3, 2), (4, 0), (5, 3), (6, 4)]);
+    assert_eq!(room_snapshot(&core).caught_up_frames, 0);
+    // The monitor heard the agent's frames through the mix, one per tick.
+    let out = monitor.output.as_mut().unwrap();
+    let heard: Vec<i16> = read_all(out).iter().map(|f| f[0]).collect();
+    assert_eq!(heard, vec![1, 2, 0, 3, 4]);
+}
