@@ -45,9 +45,11 @@ use crate::rate::SampleRate;
 /// Default capacity of a playout ring: room for a long utterance pushed all at once.
 pub const DEFAULT_CAPACITY_MS: u64 = 30_000;
 
-/// The ring of a streaming playout ([`RingConfig::streaming_playout`]): a second, far more
-/// than one tick's pull while the producer tops it up every tick.
-pub const STREAMING_RING_MS: u64 = 1_000;
+/// The ring of a streaming playout ([`RingConfig::streaming_playout`]): twenty ticks' pull
+/// while the producer tops it up every tick, and twice the most standing latency the guard
+/// drops. Its pages are all written within its first pass, so its size is what every
+/// streaming call holds.
+pub const STREAMING_RING_MS: u64 = 400;
 
 /// Samples converted from bytes per step of [`PcmProducer::push_bytes`].
 const CONVERT_CHUNK: usize = 256;
