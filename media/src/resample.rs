@@ -10,19 +10,19 @@
 //! each other (8k↔16k, 8k↔48k, 16k↔48k, 24k↔48k…), and for those a polyphase FIR is both
 //! cheaper and shorter than a general resampler: the filter is a Kaiser-windowed sinc cut at
 //! half the lower rate, split into one branch per output phase, so no zero is ever multiplied
-//! and the state is a few hundred bytes. Its passband is flat (within 0.002 dB) up to 0.42 of
-//! the lower rate (3.36 kHz at 8 kHz, so the whole telephone band), and everything from 0.58
-//! of the lower rate up is at least 78 dB down. Aliases and images of what lies in between
-//! land only in 0.42–0.58 of the lower rate, outside the passband: letting the transition
-//! straddle the lower Nyquist is what makes the filter short. (rubato's filter, alias-free,
+//! and the state is a few hundred bytes. Its passband is flat up to 0.46 of the lower rate
+//! (3.68 kHz at 8 kHz, beyond the telephone band), and everything from 0.54 of the lower
+//! rate up is about 78 dB down. Aliases and images of what lies in between land only in
+//! 0.46–0.54 of the lower rate, above the band a phone plays: letting the narrow transition
+//! straddle the lower Nyquist is what keeps the filter short. (rubato's filter, alias-free,
 //! is already 7.7 dB down at 3.36 kHz between 8 and 16 kHz.) Every other pair
 //! (44.1k↔48k, 16k↔24k, 22.05k↔…) goes through rubato's FFT resampler with both chunk sizes
 //! fixed (every supported rate is a multiple of 50 Hz, so both sides of a 20 ms chunk are
 //! whole multiples of rubato's minimum block).
 //!
 //! **Delay.** The polyphase filter is symmetric about a whole sample, so its delay is exact:
-//! **16 samples at the lower rate** (2 ms between 8 kHz and a multiple of it, 1 ms from
-//! 16 kHz, 0.67 ms from 24 kHz). The FFT resampler delays its output by half of its FFT
+//! **32 samples at the lower rate** (4 ms between 8 kHz and a multiple of it, 2 ms from
+//! 16 kHz, 1.33 ms from 24 kHz). The FFT resampler delays its output by half of its FFT
 //! block: where both rates are multiples of 100 Hz (16k↔24k, 44.1k↔48k…) the block is 10 ms
 //! and a frame is processed as two blocks, so the added delay is **5 ms**; otherwise
 //! (22.05 kHz, 11.05 kHz) the block is 20 ms and the delay **10 ms**.
@@ -90,15 +90,17 @@ struct FftEngine {
 
 /// Half the polyphase filter's span, in samples at the lower rate; also its delay there.
 ///
-/// The span sets both the cost (taps per output) and the delay; 16 is what a Kaiser window
-/// needs for a 0.42–0.58 transition (in units of the lower rate) with ~78 dB beyond it.
-const HALF_SPAN: usize = 16;
+/// The span sets the cost (taps per output), the delay and the width of the transition
+/// band around the lower rate's Nyquist: 32 lets a Kaiser window keep the passband flat to
+/// 0.46 of the lower rate and be ~78 dB down from 0.54, so what folds back lands above
+/// 3.68 kHz at 8 kHz, outside the telephone band. 16 halved the cost and the delay but let
+/// 4.2 kHz fold to 3.8 kHz only 15 dB down.
+const HALF_SPAN: usize = 32;
 
 /// Taps in each polyphase branch: the whole span, in samples at the lower rate.
 const TAPS: usize = 2 * HALF_SPAN;
 
-/// Kaiser's β for an 80 dB stopband (0.1102 · (80 − 8.7)); at this span it gives 78 dB from
-/// 0.58 of the lower rate, and neither a larger nor a smaller β does better there.
+/// Kaiser's β for an 80 dB stopband (0.1102 · (80 − 8.7)).
 const KAISER_BETA: f64 = 7.857;
 
 /// Outputs of one branch computed together: eight SSE registers of accumulators, enough
@@ -138,7 +140,7 @@ impl Resampler {
     /// let mut r = Resampler::new(SampleRate::HZ_48000, SampleRate::HZ_8000).unwrap();
     /// let mut out = [0i16; 160];
     /// r.process(&[0i16; 960], &mut out).unwrap();
-    /// assert_eq!(r.delay_samples(), 16); // 2 ms at 8 kHz
+    /// assert_eq!(r.delay_samples(), 32); // 4 ms at 8 kHz
     /// ```
     pub fn new(from: SampleRate, to: SampleRate) -> Result<Resampler, ResampleError> {
         let (a, b) = (from.hz(), to.hz());
