@@ -9,6 +9,8 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 
 fn bench_resample(c: &mut Criterion) {
     let pairs = [
+        (8_000, 16_000),
+        (16_000, 8_000),
         (48_000, 8_000),
         (8_000, 48_000),
         (48_000, 16_000),
