@@ -54,8 +54,9 @@ const SILENT: u16 = 64;
 const MIN_GAP: usize = 2 * PER_MS;
 /// A position change smaller than this is the correlation peak wobbling, not a jump.
 const MIN_JUMP: usize = PER_MS;
-/// The worst gap or jump accepted: one frame, plus a few ms because each resampler adds 5 ms
-/// of delay, so a path with one conversion more or fewer moves the stream by that much.
+/// The worst gap or jump accepted: one frame, plus a few ms because each resampler adds up
+/// to 5 ms of delay, so a path with one conversion more or fewer moves the stream by that
+/// much.
 const LIMIT_MS: f64 = 20.0 + 5.0;
 /// How much of the tone's start and end the analysis skips: the stream is steady only once
 /// the leg's jitter buffer and the resamplers have settled.

@@ -589,7 +589,7 @@ fn tick_room(room: &mut RoomMedia, now: u64, stats: &ShardStats) {
 /// nothing).
 ///
 /// The tick after an utterance ends, one frame of silence is still fed so that the
-/// resampler's delayed tail (5 ms) is heard; after a gap, the resampler is reset, which is
+/// resampler's delayed tail (up to 5 ms) is heard; after a gap, the resampler is reset, which is
 /// exactly the history of silence the gap was.
 fn pull_input(mixer: &mut MixMinus, member: &mut Member, now: u64, stats: &ShardStats) {
     let p = &mut *member.media;

@@ -26,7 +26,7 @@
 //!       pull one 20 ms frame from its input ring at its own rate
 //!       audio (and it talks)  → resample leg rate → room rate into the mixer's input slot
 //!       nothing / held tail  → set_silent (free); one silent frame still flushes the
-//!                              input resampler's 5 ms tail after an utterance
+//!                              input resampler's tail after an utterance
 //!     mix(): sum talkers in i32, shared = saturate(sum), private = saturate(sum − own)
 //!     for each participant that listens:
 //!       Private (it talked) → its own resampler room → its rate

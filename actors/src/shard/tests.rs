@@ -14,7 +14,7 @@ const R24: SampleRate = SampleRate::HZ_24000;
 const R48: SampleRate = SampleRate::HZ_48000;
 const ROOM: RoomId = RoomId(1);
 
-/// Frames skipped before measuring: the resamplers' 5 ms delays and the tone onset.
+/// Frames skipped before measuring: the resamplers' delays (up to 5 ms) and the tone onset.
 const WARM_UP: usize = 5;
 /// Frames measured: 0.8 s holds a whole number of periods of every tone used here.
 const MEASURED: usize = 40;
@@ -275,7 +275,7 @@ fn removed_participant_stops_receiving_and_its_media_is_disposed() {
     assert_eq!(read_all(b.output.as_mut().expect("listens")).len(), 10);
     assert_eq!(b.stats.snapshot().frames_out, 10);
     assert_eq!(a.stats.snapshot().frames_out, 20);
-    // B is gone from A's mix after the removal (5 ms of resampler tail aside).
+    // B is gone from A's mix after the removal (the resampler's tail aside).
     let after: Vec<i16> = read_all(a.output.as_mut().expect("listens"))
         .into_iter()
         .skip(11)
