@@ -290,4 +290,8 @@ class Adapter:
             "frames_received_sum": sum(col("frames_received")),
             "phone_rtp_in_sum": sum(s.get("phone", {}).get("rtp_in", 0) for s in st),
             "phone_rtp_out_sum": sum(s.get("phone", {}).get("rtp_out", 0) for s in st),
+            # the room's fast path: frames forwarded as they arrived, and agent frames that
+            # missed their tick and left with the next one
+            "forwarded_frames_sum": sum(s.get("room", {}).get("forwarded_frames", 0) for s in st),
+            "caught_up_frames_sum": sum(s.get("room", {}).get("caught_up_frames", 0) for s in st),
         })

@@ -173,8 +173,19 @@ async fn run(
     let mut last_heard = Instant::now();
     let mut close: Option<CloseReason> = None;
     let mut stats_every: Option<tokio::time::Interval> = None;
+    // One pump timer, moved from deadline to deadline: a `Sleep` made anew on every pass of
+    // the loop would cost a timer-wheel insert and removal for every frame the socket
+    // carries, not only for the pump's own wake-ups.
+    let pump = tokio::time::sleep(PING_EVERY);
+    tokio::pin!(pump);
 
     loop {
+        if let Some(a) = audio.as_ref() {
+            let at = tokio::time::Instant::from_std(a.next_pump);
+            if pump.deadline() != at {
+                pump.as_mut().reset(at);
+            }
+        }
         tokio::select! {
             msg = messages.recv() => {
                 let Some(msg) = msg else { break };
@@ -228,12 +239,8 @@ async fn run(
                     break;
                 }
             }
-            _ = async {
-                match audio.as_ref().map(|a| a.next_pump) {
-                    Some(at) => tokio::time::sleep_until(at.into()).await,
-                    None => std::future::pending().await,
-                }
-            } => {
+            // Every pass that fires it moves `next_pump` forward, so it is re-armed above.
+            () = &mut pump, if audio.is_some() => {
                 if let Some(a) = audio.as_mut() {
                     let Ok(sent) = pump_audio(&mut session, a).await else { break };
                     // A forwarded frame comes when it arrives, not on the grid: no retries.
