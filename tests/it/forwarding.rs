@@ -724,3 +724,164 @@ fn switching_between_forwarding_and_mixing_keeps_the_tone_whole() {
         "audible damage at a switch ({at_switches:?}): {context}"
     );
 }
+
+/// Bits of a frame's number carried by the agent's numbered frames.
+const NUMBER_BITS: usize = 12;
+
+/// Frame `k` of a numbered stream: its number in the signs of its first samples, loud
+/// enough to come through μ-law unchanged in sign, and silence after.
+fn numbered_frame(k: usize) -> Vec<i16> {
+    let mut frame = vec![0i16; FRAME];
+    for (bit, s) in frame.iter_mut().take(NUMBER_BITS).enumerate() {
+        *s = if (k >> bit) & 1 == 1 { 16_000 } else { -16_000 };
+    }
+    frame
+}
+
+/// The number of a numbered frame, or `None` for anything else (silence).
+fn frame_number(pcm: &[i16]) -> Option<usize> {
+    let head = pcm.get(..NUMBER_BITS)?;
+    if head.iter().any(|s| s.unsigned_abs() < 8_000) {
+        return None;
+    }
+    Some(
+        head.iter()
+            .enumerate()
+            .filter(|(_, s)| **s > 0)
+            .map(|(bit, _)| 1 << bit)
+            .sum(),
+    )
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+#[test]
+fn an_agent_frame_one_tick_late_costs_that_frame_only() {
+    let s = TestServer::start(Backend::Sqlite);
+    let (_, key) = s.signup("late-frames@example.org");
+    // A room at 8 kHz: the agent's PCM reaches the PCMU leg with no resampling.
+    let call = body(
+        s.post(
+            "/api/call",
+            &key,
+            &json!({"platform": "web", "sample_rate": 8000}),
+        ),
+        200,
+    );
+    let id = call["call_id"].as_str().unwrap().to_string();
+    let mut ws = connect(&s, &id, &key);
+    send_json(
+        &mut ws,
+        json!({"type": "audio_config", "sample_rate": 8000, "receive": false}),
+    );
+    next_event(&mut ws, 10, of_type("audio_config"));
+    let peer = add_peer(&s, &key, &id);
+    // The phone sends silence, as a phone does; the agent's frames are what it records.
+    let stop = Arc::new(AtomicBool::new(false));
+    let phone = play(&peer, 0xC, vec![0; 8 * 8_000], stop.clone());
+    let rx = peer.sock.try_clone().unwrap();
+    rx.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let recorder = std::thread::spawn(move || {
+        let mut first_seen: Vec<Option<Instant>> = vec![None; 1 << NUMBER_BITS];
+        let mut packets = 0usize;
+        let end = Instant::now() + Duration::from_secs(8);
+        let mut buf = [0u8; 1500];
+        let mut pcm = [0i16; FRAME];
+        while Instant::now() < end {
+            let Ok(n) = rx.recv(&mut buf) else { continue };
+            let at = Instant::now();
+            if n < 12 + FRAME {
+                continue;
+            }
+            packets += 1;
+            let header = 12 + 4 * usize::from(buf[0] & 0x0f);
+            ulaw::decode(&buf[header..header + FRAME], &mut pcm).unwrap();
+            if let Some(k) = frame_number(&pcm) {
+                first_seen[k].get_or_insert(at);
+            }
+        }
+        (first_seen, packets)
+    });
+
+    // 250 frames in real time. Every 25th, from the 50th on, misses its slot and goes out
+    // with the next one: one tick late, the way a busy sender's frame is.
+    const FRAMES: usize = 250;
+    let late = |k: usize| k >= 50 && k % 25 == 0 && k + 1 < FRAMES;
+    let mut sent_at = vec![Instant::now(); FRAMES];
+    let start = Instant::now() + Duration::from_millis(100);
+    let mut k = 0;
+    while k < FRAMES {
+        let due = start + Duration::from_millis(20 * k as u64);
+        let slot = if late(k) {
+            due + Duration::from_millis(20)
+        } else {
+            due
+        };
+        std::thread::sleep(slot.saturating_duration_since(Instant::now()));
+        let count = if late(k) { 2 } else { 1 };
+        for j in k..k + count {
+            ws.send(Message::binary(samples_to_le(&numbered_frame(j))))
+                .unwrap();
+            sent_at[j] = Instant::now().max(start + Duration::from_millis(20 * j as u64));
+        }
+        k += count;
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    send_json(&mut ws, json!({"type": "call_stats"}));
+    let stats = next_event(&mut ws, 20, of_type("call_stats"));
+    stop.store(true, Ordering::Relaxed);
+    phone.join().unwrap();
+    let (first_seen, packets) = recorder.join().unwrap();
+
+    // Each frame's latency from the moment it was due (for the late ones, when they went).
+    let latency = |j: usize| -> Option<f64> {
+        let at = first_seen[j]?;
+        Some(at.saturating_duration_since(sent_at[j]).as_secs_f64() * 1e3)
+    };
+    let heard = (0..FRAMES).filter(|&j| first_seen[j].is_some()).count();
+    assert!(
+        heard >= FRAMES * 95 / 100,
+        "the phone heard {heard} of {FRAMES} frames"
+    );
+    assert!(
+        packets >= FRAMES,
+        "{packets} RTP packets for {FRAMES} frames"
+    );
+    // After each late frame, the frames that follow are as fast as the stream was before
+    // the first one. A late frame that stood in the queue would add a tick (20 ms) to every
+    // frame after it, for the rest of the stream.
+    let baseline: Vec<f64> = (10..50).filter_map(latency).collect();
+    assert!(
+        baseline.len() >= 30,
+        "too few frames heard before the first late one"
+    );
+    let baseline = median(baseline);
+    let mut shifts = Vec::new();
+    for event in (0..FRAMES).filter(|&j| late(j)) {
+        let after: Vec<f64> = (event + 3..(event + 13).min(FRAMES))
+            .filter_map(latency)
+            .collect();
+        if after.len() >= 5 {
+            shifts.push(median(after) - baseline);
+        }
+    }
+    assert!(
+        shifts.len() >= 6,
+        "too few measurable late frames: {shifts:?}"
+    );
+    let shift = median(shifts.clone());
+    eprintln!("latency shift after each late frame (ms): {shifts:.1?}; {stats}");
+    assert!(
+        shift < 10.0,
+        "frames after the late ones are {shift:.1} ms slower (each event: {shifts:?})"
+    );
+    assert_eq!(stats["mode"], "forwarding", "{stats}");
+    assert!(
+        room_counter(&stats, "caught_up_frames") >= 4,
+        "late frames did not catch up: {stats} (latency shifts {shifts:?})"
+    );
+}

@@ -181,7 +181,7 @@ impl ParticipantMedia {
         )
     }
 
-    fn with_rings(
+    pub(crate) fn with_rings(
         room_rate: SampleRate,
         rate_in: SampleRate,
         rate_out: SampleRate,

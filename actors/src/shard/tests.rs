@@ -49,7 +49,14 @@ fn join_with(
     mode: MixMode,
     output_ms: u64,
 ) -> LegEnds {
-    let (media, ends) = ParticipantMedia::with_output_ms(room_rate, rate, rate, mode, output_ms)
+    // The tests queue whole utterances and tick with no session to top the ring up from
+    // its overflow, so the ring holds all of it (an agent's streaming ring otherwise).
+    let input = chamade_media::ring::RingConfig {
+        capacity_ms: chamade_media::ring::DEFAULT_CAPACITY_MS,
+        overflow_ms: 0,
+        ..chamade_media::ring::RingConfig::streaming_playout(rate)
+    };
+    let (media, ends) = ParticipantMedia::with_rings(room_rate, rate, rate, mode, input, output_ms)
         .expect("supported rates");
     core.apply(ShardCommand::AddParticipant {
         room: ROOM,
