@@ -483,6 +483,18 @@ fn analyser_sees_inserted_silence_as_a_gap_and_a_jump() {
     assert!(report.audible().is_empty(), "{report}");
 }
 
+/// The agent's socket on call `id`, its audio configured at 8 kHz (hearing the room when
+/// `receive`).
+fn agent_at_8k(s: &TestServer, key: &str, id: &str, receive: bool) -> Ws {
+    let mut ws = connect(s, id, key);
+    send_json(
+        &mut ws,
+        json!({"type": "audio_config", "sample_rate": 8000, "receive": receive}),
+    );
+    next_event(&mut ws, 10, of_type("audio_config"));
+    ws
+}
+
 /// A test socket playing a remote RTP endpoint, and the PCMU leg the gateway made for it.
 struct Peer {
     sock: UdpSocket,
@@ -607,12 +619,7 @@ fn switching_between_forwarding_and_mixing_keeps_the_tone_whole() {
 
     // The agent listens at 8 kHz and sends silence: having sent audio makes it a voice, so
     // that it and A are two (forwarding) and B makes three (mixing). It never hears itself.
-    let mut ws = connect(&s, &id, &key);
-    send_json(
-        &mut ws,
-        json!({"type": "audio_config", "sample_rate": 8000, "receive": true}),
-    );
-    next_event(&mut ws, 10, of_type("audio_config"));
+    let mut ws = agent_at_8k(&s, &key, &id, true);
     ws.send(Message::binary(samples_to_le(&vec![0i16; 12 * 8_000])))
         .unwrap();
     // Short reads, so that the loop below keeps its schedule when no audio comes.
@@ -772,12 +779,7 @@ fn an_agent_frame_one_tick_late_costs_that_frame_only() {
         200,
     );
     let id = call["call_id"].as_str().unwrap().to_string();
-    let mut ws = connect(&s, &id, &key);
-    send_json(
-        &mut ws,
-        json!({"type": "audio_config", "sample_rate": 8000, "receive": false}),
-    );
-    next_event(&mut ws, 10, of_type("audio_config"));
+    let mut ws = agent_at_8k(&s, &key, &id, false);
     let peer = add_peer(&s, &key, &id);
     // The phone sends silence, as a phone does; the agent's frames are what it records.
     let stop = Arc::new(AtomicBool::new(false));
@@ -810,7 +812,7 @@ fn an_agent_frame_one_tick_late_costs_that_frame_only() {
     // 250 frames in real time. Every 25th, from the 50th on, misses its slot and goes out
     // with the next one: one tick late, the way a busy sender's frame is.
     const FRAMES: usize = 250;
-    let late = |k: usize| k >= 50 && k % 25 == 0 && k + 1 < FRAMES;
+    let late = |k: usize| k >= 50 && k.is_multiple_of(25) && k + 1 < FRAMES;
     let mut sent_at = vec![Instant::now(); FRAMES];
     let start = Instant::now() + Duration::from_millis(100);
     let mut k = 0;
@@ -823,10 +825,10 @@ fn an_agent_frame_one_tick_late_costs_that_frame_only() {
         };
         std::thread::sleep(slot.saturating_duration_since(Instant::now()));
         let count = if late(k) { 2 } else { 1 };
-        for j in k..k + count {
+        for (j, at) in sent_at.iter_mut().enumerate().skip(k).take(count) {
             ws.send(Message::binary(samples_to_le(&numbered_frame(j))))
                 .unwrap();
-            sent_at[j] = Instant::now().max(start + Duration::from_millis(20 * j as u64));
+            *at = Instant::now().max(start + Duration::from_millis(20 * j as u64));
         }
         k += count;
     }
