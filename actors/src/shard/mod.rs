@@ -21,7 +21,11 @@
 //!   forwarding endpoints: forward what they hold to the listeners they serve
 //!   for each endpoint (an RTP or SIP leg): before_mix — read its socket, push one frame
 //!   for each room with participants:
-//!     for each participant:
+//!     play_paced: an agent that is the one voice its listener hears moves one frame of
+//!       its queue straight to that listener's output ring (two when a frame that missed
+//!       the last tick catches up; silence once the queue stays dry); endpoints among the
+//!       listeners send it before after_mix
+//!     for each participant the paced pass did not take:
 //!       flush its input ring if its leg asked (barge-in)
 //!       pull one 20 ms frame from its input ring at its own rate
 //!       audio (and it talks)  → resample leg rate → room rate into the mixer's input slot
