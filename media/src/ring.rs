@@ -29,7 +29,9 @@
 //! ([`RingConfig::streaming_playout`]) watches the least audio left after each pull over
 //! five seconds: when the writer streamed in small chunks that kept pace with playout all
 //! that time and never let the queue fall below that level, the level is standing latency,
-//! and it is dropped (the oldest samples, counted as trimmed). A long utterance queued at
+//! and it is dropped (the oldest samples, counted as trimmed). A writer that stopped in the
+//! last pulls of the window is not dropped from: what it left is the end of its stream
+//! draining (a lead it kept on purpose), not latency. A long utterance queued at
 //! once is never cut: its writes are large, what comes after it does not keep pace, and its
 //! queue is far above the guard's ceiling.
 
@@ -429,6 +431,9 @@ const GUARD_STREAM_WRITE_FRAMES: usize = 2;
 const GUARD_MIN_WRITES: u64 = (GUARD_WINDOW_PULLS / 2) as u64;
 /// Standing latency above this is not a ratchet but audio queued on purpose: left alone.
 const GUARD_MAX_STANDING_FRAMES: usize = 10;
+/// The writer must have written within this many pulls of the window's end: what is left
+/// when a stream has just ended is its last words draining, not standing latency.
+const GUARD_STILL_WRITING_PULLS: u32 = 2;
 
 /// The consumer's view of one window (see the module documentation).
 #[derive(Debug)]
@@ -440,6 +445,9 @@ struct StandingGuard {
     writes_before: u64,
     /// `samples_written` when the window began.
     written_before: u64,
+    /// `writes` as of the last pull, and the pull of this window in which it last grew.
+    writes_seen: u64,
+    last_write_pull: u32,
 }
 
 impl StandingGuard {
@@ -449,6 +457,8 @@ impl StandingGuard {
             least_left: usize::MAX,
             writes_before: 0,
             written_before: 0,
+            writes_seen: 0,
+            last_write_pull: 0,
         }
     }
 }
@@ -498,10 +508,14 @@ impl PcmConsumer {
         };
         guard.least_left = guard.least_left.min(left);
         guard.pulls += 1;
+        let writes = self.stats.writes.load(Ordering::Relaxed);
+        if writes != guard.writes_seen {
+            guard.writes_seen = writes;
+            guard.last_write_pull = guard.pulls;
+        }
         if guard.pulls < GUARD_WINDOW_PULLS {
             return;
         }
-        let writes = self.stats.writes.load(Ordering::Relaxed);
         let written = self.stats.samples_written.load(Ordering::Relaxed);
         let largest = self.stats.largest_write.swap(0, Ordering::Relaxed) as usize;
         // A stream: many small writes that together kept pace with playout (at least 90 %
@@ -509,7 +523,8 @@ impl PcmConsumer {
         let pace = u64::from(GUARD_WINDOW_PULLS) * frame as u64 * 9 / 10;
         let streamed = writes.saturating_sub(guard.writes_before) >= GUARD_MIN_WRITES
             && written.saturating_sub(guard.written_before) >= pace
-            && largest <= GUARD_STREAM_WRITE_FRAMES * frame;
+            && largest <= GUARD_STREAM_WRITE_FRAMES * frame
+            && guard.pulls - guard.last_write_pull <= GUARD_STILL_WRITING_PULLS;
         let standing = guard.least_left;
         if streamed && standing >= frame / 2 && standing <= GUARD_MAX_STANDING_FRAMES * frame {
             let dropped = self.inner.skip(standing);
@@ -518,6 +533,7 @@ impl PcmConsumer {
         *guard = StandingGuard {
             writes_before: writes,
             written_before: written,
+            writes_seen: writes,
             ..StandingGuard::new()
         };
     }

@@ -386,3 +386,29 @@ fn a_plain_ring_has_no_overflow() {
     assert_eq!((out.accepted, out.dropped), (800, 1_200));
     assert_eq!(tx.pump(), 0);
 }
+
+#[test]
+fn the_guard_never_cuts_the_end_of_a_stream_that_kept_a_lead() {
+    let rate = SampleRate::HZ_16000;
+    let frame = rate.frame_samples();
+    // A writer that streams in real time 300 ms ahead of playout, then stops: whatever
+    // pull the guard's window ends on, the last 300 ms drain and play, none is trimmed.
+    for stop in (250..520).step_by(7) {
+        let (mut tx, mut rx) = pcm_ring(RingConfig::streaming_playout(rate));
+        tx.push_samples(&vec![3i16; 15 * frame]);
+        let mut out = vec![0i16; frame];
+        for t in 0..stop + 40 {
+            if t < stop {
+                tx.push_samples(&vec![3i16; frame]);
+            }
+            tx.pump();
+            rx.pull_frame(&mut out);
+        }
+        let s = rx.stats().snapshot();
+        assert_eq!(s.samples_trimmed, 0, "stopped at pull {stop}");
+        assert_eq!(
+            s.samples_played, s.samples_written,
+            "stopped at pull {stop}"
+        );
+    }
+}
