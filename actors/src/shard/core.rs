@@ -12,7 +12,6 @@ use chamade_media::resample::Resampler;
 use chamade_media::ring::PcmProducer;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
-use super::Step;
 use super::command::{Disposed, Rejection, ShardCommand};
 use super::endpoint::Endpoints;
 use super::media::{Member, ParticipantMedia, RoomMedia, SharedLane, listens, talks};
@@ -315,12 +314,7 @@ impl ShardCore {
         }
         // Endpoints that paced voices played to send what they got (one frame, or two when
         // a late frame catches up); `after_mix` then finds their rings empty.
-        for &j in flush.iter() {
-            if let Some(dest) = endpoints.slot_mut(j) {
-                // A leg that is done is removed by `after_mix` just below.
-                let _: Step = dest.endpoint.flush_output();
-            }
-        }
+        endpoints.flush_outputs(flush);
         endpoints.run(
             |e, _| e.after_mix(),
             |room, participant, e| endpoint_done(rooms, disposer, room, participant, e),
@@ -380,12 +374,7 @@ impl ShardCore {
         slot.endpoint.forward(&mut |frame| {
             route(room, src, frame, now, stats, flush, Delivery::Arrived);
         });
-        for &j in flush.iter() {
-            if let Some(dest) = endpoints.slot_mut(j) {
-                // A leg that is done is removed by the next tick's `after_mix`.
-                let _: Step = dest.endpoint.flush_output();
-            }
-        }
+        endpoints.flush_outputs(flush);
     }
 
     /// Endpoints running on this shard.

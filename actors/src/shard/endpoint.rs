@@ -198,6 +198,16 @@ impl Endpoints {
         ready.extend(self.arrival_events[..n].iter().map(|e| e.data() as usize));
     }
 
+    /// Has each listed endpoint send what its output ring holds now. A leg that is done is
+    /// removed by the next `after_mix`, which reports it again.
+    pub(crate) fn flush_outputs(&mut self, indices: &[usize]) {
+        for &index in indices {
+            if let Some(slot) = self.slot_mut(index) {
+                let _: Step = slot.endpoint.flush_output();
+            }
+        }
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.len
     }
